@@ -1,0 +1,5 @@
+//! CPU kernels: explicit SIMD through [`simd`], parallel with rayon.
+//!
+//! One file per op family, each with `forward`, `backward` and a naive `reference`.
+
+pub mod simd;
