@@ -1,0 +1,388 @@
+//! Our own tensor: a shape and strides over shared storage, with f32/bf16/f16 elements,
+//! owned or memory-mapped (zero copy), on the CPU (CUDA storage behind the `cuda` feature).
+//!
+//! Views (`reshape`, `permute`, `transpose`, `narrow`) share storage and copy nothing;
+//! `contiguous()` and `to_dtype()` copy only when they have to. Typed access to the data
+//! (`as_slice::<f32>()`) needs a contiguous tensor of that element type, and says so in its
+//! error otherwise. Operations on tensors ([`ops`]) check shapes and dtypes and dispatch to
+//! gpt2-kernels.
+
+mod dtype;
+mod layout;
+pub mod ops;
+mod storage;
+
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+
+pub use dtype::{DType, Element};
+pub use layout::Layout;
+pub use storage::Device;
+use storage::{IntoOwned, OwnedBuf, Storage};
+
+use crate::error::{Error, Result};
+
+/// An n-dimensional array of f32, bf16 or f16 elements. Cloning a tensor is cheap: clones
+/// share storage (copy-on-write through [`Tensor::as_slice_mut`]).
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    storage: Arc<Storage>,
+    layout: Layout,
+}
+
+/// Element types a tensor can hold and hand out as slices (`f32`, `bf16`, `f16`).
+pub trait TensorElement: Element + storage_private::Sealed {}
+impl<T: Element + storage_private::Sealed> TensorElement for T {}
+
+mod storage_private {
+    /// Seals [`super::TensorElement`] to the three element types our storage knows.
+    pub trait Sealed: super::storage::IntoOwned {}
+    impl Sealed for f32 {}
+    impl Sealed for half::bf16 {}
+    impl Sealed for half::f16 {}
+}
+
+impl Tensor {
+    /// A contiguous tensor that owns `data`, viewed with `shape`.
+    pub fn from_vec<T: TensorElement>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        let numel: usize = shape.iter().product();
+        if numel != data.len() {
+            return Err(Error::Shape(format!(
+                "{} elements cannot have shape {shape:?} ({numel} elements)",
+                data.len()
+            )));
+        }
+        Ok(Tensor {
+            storage: Arc::new(Storage::Owned(T::into_owned(data))),
+            layout: Layout::contiguous(shape),
+        })
+    }
+
+    /// A contiguous tensor with a copy of `data`.
+    pub fn from_slice<T: TensorElement>(data: &[T], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_vec(data.to_vec(), shape)
+    }
+
+    /// A contiguous tensor of zeros.
+    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
+        let layout = Layout::contiguous(shape);
+        Tensor {
+            storage: Arc::new(Storage::Owned(OwnedBuf::zeros(dtype, layout.numel()))),
+            layout,
+        }
+    }
+
+    /// A tensor over bytes `start .. start + numel·size` of a memory map, **without copying**
+    /// when the range is aligned for `dtype` (it is copied otherwise). Little-endian data, as
+    /// safetensors and llm.c store it.
+    pub fn from_mmap(
+        map: Arc<Mmap>,
+        start: usize,
+        dtype: DType,
+        shape: &[usize],
+    ) -> Result<Tensor> {
+        let layout = Layout::contiguous(shape);
+        let len = layout
+            .numel()
+            .checked_mul(dtype.size())
+            .ok_or_else(|| Error::Shape(format!("shape {shape:?} is too large")))?;
+        let end = start
+            .checked_add(len)
+            .filter(|&e| e <= map.len())
+            .ok_or_else(|| {
+                Error::Shape(format!(
+                    "bytes {start}..{} of a {}-byte map",
+                    start.saturating_add(len),
+                    map.len()
+                ))
+            })?;
+        let storage = match Storage::mapped(map.clone(), start, len, dtype) {
+            Some(s) => s,
+            None => {
+                // Unaligned: copy the little-endian bytes into an owned buffer.
+                let bytes = &map[start..end];
+                Storage::Owned(match dtype {
+                    DType::F32 => OwnedBuf::F32(
+                        bytes
+                            .chunks_exact(4)
+                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                            .collect(),
+                    ),
+                    DType::BF16 => OwnedBuf::BF16(
+                        bytes
+                            .chunks_exact(2)
+                            .map(|b| bf16::from_le_bytes([b[0], b[1]]))
+                            .collect(),
+                    ),
+                    DType::F16 => OwnedBuf::F16(
+                        bytes
+                            .chunks_exact(2)
+                            .map(|b| f16::from_le_bytes([b[0], b[1]]))
+                            .collect(),
+                    ),
+                })
+            }
+        };
+        Ok(Tensor {
+            storage: Arc::new(storage),
+            layout,
+        })
+    }
+
+    /// The sizes of each dimension.
+    pub fn shape(&self) -> &[usize] {
+        self.layout.shape()
+    }
+
+    /// The element step of each dimension.
+    pub fn strides(&self) -> &[usize] {
+        self.layout.strides()
+    }
+
+    /// The layout (shape, strides, offset).
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.layout.shape().len()
+    }
+
+    /// The number of elements.
+    pub fn numel(&self) -> usize {
+        self.layout.numel()
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.storage.dtype()
+    }
+
+    /// The device the data lives on.
+    pub fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    /// Whether the view is row-major and gap-free.
+    pub fn is_contiguous(&self) -> bool {
+        self.layout.is_contiguous()
+    }
+
+    /// Whether the data is read in place from a memory-mapped file (zero copy).
+    pub fn is_mapped(&self) -> bool {
+        matches!(*self.storage, Storage::Mapped { .. })
+    }
+
+    fn with_layout(&self, layout: Layout) -> Tensor {
+        Tensor {
+            storage: self.storage.clone(),
+            layout,
+        }
+    }
+
+    /// The same elements with another shape (no copy; the tensor must be contiguous).
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        Ok(self.with_layout(self.layout.reshape(shape)?))
+    }
+
+    /// Reorders the dimensions (no copy).
+    pub fn permute(&self, dims: &[usize]) -> Result<Tensor> {
+        Ok(self.with_layout(self.layout.permute(dims)?))
+    }
+
+    /// Swaps two dimensions (no copy).
+    pub fn transpose(&self, a: usize, b: usize) -> Result<Tensor> {
+        Ok(self.with_layout(self.layout.transpose(a, b)?))
+    }
+
+    /// Keeps `len` entries of dimension `dim` from `start` (no copy).
+    pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Tensor> {
+        Ok(self.with_layout(self.layout.narrow(dim, start, len)?))
+    }
+
+    /// A contiguous tensor with the same elements: `self` if it already is, else a copy.
+    pub fn contiguous(&self) -> Tensor {
+        if self.is_contiguous() {
+            return self.clone();
+        }
+        self.copy_as(self.dtype())
+    }
+
+    /// The elements converted to `dtype` (rounding to nearest even), as a contiguous tensor.
+    /// Returns `self` unchanged when it already has that type and is contiguous.
+    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        if dtype == self.dtype() {
+            return self.contiguous();
+        }
+        self.copy_as(dtype)
+    }
+
+    /// A fresh contiguous owned copy in `dtype`.
+    fn copy_as(&self, dtype: DType) -> Tensor {
+        let buf = match (self.dtype(), dtype) {
+            (DType::F32, DType::F32) => OwnedBuf::F32(self.gather::<f32>()),
+            (DType::BF16, DType::BF16) => OwnedBuf::BF16(self.gather::<bf16>()),
+            (DType::F16, DType::F16) => OwnedBuf::F16(self.gather::<f16>()),
+            _ => OwnedBuf::from_f32_iter(dtype, self.to_vec_f32().into_iter()),
+        };
+        Tensor {
+            storage: Arc::new(Storage::Owned(buf)),
+            layout: Layout::contiguous(self.shape()),
+        }
+    }
+
+    /// The elements in row-major order, in their own type `T` (which must be the dtype).
+    fn gather<T: IntoOwned>(&self) -> Vec<T> {
+        match self.storage.as_slice::<T>() {
+            Ok(s) if self.is_contiguous() => {
+                s[self.layout.offset()..self.layout.offset() + self.numel()].to_vec()
+            }
+            Ok(s) => self.layout.indices().map(|i| s[i]).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The elements in row-major order, widened to f32 (works for any layout and dtype).
+    pub fn to_vec_f32(&self) -> Vec<f32> {
+        match self.dtype() {
+            DType::F32 => self.gather::<f32>(),
+            DType::BF16 => self.gather::<bf16>().into_iter().map(f32::from).collect(),
+            DType::F16 => self.gather::<f16>().into_iter().map(f32::from).collect(),
+        }
+    }
+
+    /// Element at a multi-index, widened to f32.
+    pub fn get(&self, index: &[usize]) -> Result<f32> {
+        if index.len() != self.rank() || index.iter().zip(self.shape()).any(|(&i, &n)| i >= n) {
+            return Err(Error::Shape(format!(
+                "index {index:?} out of range for shape {:?}",
+                self.shape()
+            )));
+        }
+        let pos = self.layout.offset()
+            + index
+                .iter()
+                .zip(self.strides())
+                .map(|(i, s)| i * s)
+                .sum::<usize>();
+        Ok(self.storage.get_f32(pos))
+    }
+
+    /// The data of a contiguous tensor of element type `T`, without copying.
+    pub fn as_slice<T: TensorElement>(&self) -> Result<&[T]> {
+        if !self.is_contiguous() {
+            return Err(Error::Shape(format!(
+                "slice access needs a contiguous tensor; this view has shape {:?} and strides {:?} (call contiguous())",
+                self.shape(),
+                self.strides()
+            )));
+        }
+        let all = self.storage.as_slice::<T>()?;
+        Ok(&all[self.layout.offset()..self.layout.offset() + self.numel()])
+    }
+
+    /// Mutable data of element type `T`. Copy-on-write: if the storage is shared with another
+    /// tensor, memory-mapped, or the view is not the whole contiguous buffer, the elements are
+    /// first copied into storage this tensor owns alone.
+    pub fn as_slice_mut<T: TensorElement>(&mut self) -> Result<&mut [T]> {
+        if self.dtype() != T::DTYPE {
+            return Err(Error::DType {
+                context: "mutable access to tensor data".into(),
+                expected: T::DTYPE,
+                found: self.dtype(),
+            });
+        }
+        let whole =
+            self.is_contiguous() && self.layout.offset() == 0 && self.numel() == self.storage.len();
+        if !whole || Arc::get_mut(&mut self.storage).is_none() || self.is_mapped() {
+            *self = self.copy_as(T::DTYPE);
+        }
+        match Arc::get_mut(&mut self.storage) {
+            Some(Storage::Owned(buf)) => T::owned_slice_mut(buf)
+                .ok_or_else(|| Error::Shape("tensor storage changed type".into())),
+            _ => Err(Error::Shape(
+                "tensor storage is not uniquely owned after copy".into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn iota(shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        Tensor::from_vec((0..n).map(|i| i as f32).collect::<Vec<f32>>(), shape).unwrap()
+    }
+
+    #[test]
+    fn views_share_storage_and_contiguous_copies() {
+        let t = iota(&[2, 3, 4]);
+        let p = t.permute(&[2, 0, 1]).unwrap();
+        assert_eq!(p.shape(), &[4, 2, 3]);
+        assert!(!p.is_contiguous());
+        assert!(Arc::ptr_eq(&t.storage, &p.storage));
+        assert_eq!(p.get(&[3, 1, 2]).unwrap(), t.get(&[1, 2, 3]).unwrap());
+        let c = p.contiguous();
+        assert!(c.is_contiguous());
+        assert_eq!(c.as_slice::<f32>().unwrap()[..4], [0.0, 4.0, 8.0, 12.0]);
+        assert!(p.as_slice::<f32>().is_err());
+    }
+
+    #[test]
+    fn narrow_then_reshape_is_a_window() {
+        let t = iota(&[4, 3]);
+        let rows = t.narrow(0, 1, 2).unwrap().reshape(&[6]).unwrap();
+        assert_eq!(
+            rows.as_slice::<f32>().unwrap(),
+            &[3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+        );
+        let col = t.narrow(1, 1, 1).unwrap();
+        assert_eq!(col.to_vec_f32(), vec![1.0, 4.0, 7.0, 10.0]);
+    }
+
+    #[test]
+    fn dtype_round_trips_and_errors() {
+        let t = Tensor::from_vec(vec![1.0f32, -2.5, 3.0e-3, 65504.0], &[4]).unwrap();
+        let b = t.to_dtype(DType::BF16);
+        assert_eq!(b.dtype(), DType::BF16);
+        assert_eq!(b.as_slice::<bf16>().unwrap()[1], bf16::from_f32(-2.5));
+        assert!(b.as_slice::<f32>().is_err());
+        let h = t.to_dtype(DType::F16);
+        assert_eq!(h.to_vec_f32()[3], 65504.0);
+        assert!(Tensor::from_vec(vec![1.0f32; 5], &[2, 3]).is_err());
+    }
+
+    #[test]
+    fn as_slice_mut_copies_on_write() {
+        let a = iota(&[3]);
+        let mut b = a.clone();
+        b.as_slice_mut::<f32>().unwrap()[0] = 42.0;
+        assert_eq!(a.to_vec_f32(), vec![0.0, 1.0, 2.0]);
+        assert_eq!(b.to_vec_f32(), vec![42.0, 1.0, 2.0]);
+        assert!(b.as_slice_mut::<bf16>().is_err());
+    }
+
+    #[test]
+    fn mmap_is_zero_copy_when_aligned_and_copied_otherwise() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let vals: Vec<f32> = vec![1.5, -2.0, 3.25];
+        let mut bytes = vec![0u8; 1];
+        bytes.extend(vals.iter().flat_map(|v| v.to_le_bytes()));
+        bytes.extend([0, 0, 0]);
+        f.write_all(&bytes).unwrap();
+        // SAFETY: the temp file is private to this test and not modified while mapped.
+        let map = Arc::new(unsafe { Mmap::map(f.as_file()) }.unwrap());
+        let unaligned = Tensor::from_mmap(map.clone(), 1, DType::F32, &[3]).unwrap();
+        assert!(!unaligned.is_mapped());
+        assert_eq!(unaligned.to_vec_f32(), vals);
+        let aligned = Tensor::from_mmap(map.clone(), 4, DType::F32, &[2]).unwrap();
+        assert!(aligned.is_mapped());
+        assert!(Tensor::from_mmap(map, 8, DType::F32, &[3]).is_err());
+    }
+}

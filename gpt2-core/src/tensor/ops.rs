@@ -1,0 +1,1 @@
+//! Operations on tensors: check shapes, dtypes and devices, then call gpt2-kernels.
