@@ -1,0 +1,204 @@
+//! Text generation: prompt ids in, tokens out one at a time (an iterator), each with the
+//! text it completes, decoded UTF-8-safely by the tokenizer's streaming decoder.
+//!
+//! What this does not do: tokenize the prompt (the caller chooses how special tokens are
+//! treated) or print anything.
+
+use gpt2_tokenizer::{StreamDecoder, Tokenizer};
+
+use crate::error::{Error, Result};
+use crate::model::{KvCache, ModelView, Segment};
+use crate::sample::{Sampler, SamplingParams};
+
+/// What to do when the prompt plus the new tokens do not fit the context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Truncate {
+    /// Refuse with [`Error::Input`].
+    #[default]
+    Error,
+    /// Drop the oldest prompt tokens until everything fits.
+    Left,
+}
+
+/// Settings of one generation.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// How many new tokens at most.
+    pub max_new_tokens: usize,
+    /// How tokens are chosen.
+    pub sampling: SamplingParams,
+    /// Seed of the sampler's random stream.
+    pub seed: u64,
+    /// Stop after the token id that ends a text (`<|endoftext|>`), if any; that token is
+    /// yielded, then generation stops.
+    pub stop_token: Option<u32>,
+    /// Stop once the generated text contains one of these (the token that completes it is
+    /// yielded, as Hugging Face's `stop_strings`).
+    pub stop_strings: Vec<String>,
+    /// Over-long prompts: error or drop from the left.
+    pub truncate: Truncate,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions {
+            max_new_tokens: 64,
+            sampling: SamplingParams::default(),
+            seed: 0,
+            stop_token: None,
+            stop_strings: Vec::new(),
+            truncate: Truncate::Error,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The stop token was generated.
+    StopToken,
+    /// A stop string appeared.
+    StopString,
+    /// `max_new_tokens` were generated.
+    MaxTokens,
+}
+
+/// One generated token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// Its id.
+    pub id: u32,
+    /// The text that became complete with it (possibly empty while a multi-byte character
+    /// is still partial).
+    pub text: String,
+}
+
+/// A running generation: an iterator of [`Generated`] tokens.
+pub struct Generation<'a> {
+    model: ModelView<'a>,
+    tokenizer: &'a Tokenizer,
+    decoder: StreamDecoder,
+    opts: GenerateOptions,
+    sampler: Sampler,
+    cache: KvCache,
+    history: Vec<u32>,
+    /// Logits for the next token (from the prompt or the last generated token).
+    next_logits: Vec<f32>,
+    produced: usize,
+    text: String,
+    stop: Option<StopReason>,
+    prompt_len: usize,
+}
+
+/// Starts generating after `prompt` (ids). The prompt is run through the model at once
+/// (prefill) before this returns; tokens then come one per `next()`. An empty prompt starts
+/// from `stop_token` (`<|endoftext|>`), as GPT-2's unconditional samples do.
+pub fn generate<'a>(model: ModelView<'a>, tokenizer: &'a Tokenizer, prompt: &[u32], opts: GenerateOptions) -> Result<Generation<'a>> {
+    let cfg = model.config;
+    if tokenizer.vocab_size() > cfg.vocab_size {
+        return Err(Error::Input(format!(
+            "the tokenizer has {} tokens but the model only {}: they do not belong together",
+            tokenizer.vocab_size(),
+            cfg.vocab_size
+        )));
+    }
+    let mut prompt = prompt.to_vec();
+    if prompt.is_empty() {
+        prompt.push(opts.stop_token.ok_or_else(|| Error::Input("empty prompt and no <|endoftext|> token to start from".into()))?);
+    }
+    let total = prompt.len() + opts.max_new_tokens;
+    if total > cfg.n_ctx {
+        match opts.truncate {
+            Truncate::Error => {
+                return Err(Error::Input(format!(
+                    "prompt of {} tokens plus {} new tokens exceeds the context of {} (use truncation or fewer tokens)",
+                    prompt.len(),
+                    opts.max_new_tokens,
+                    cfg.n_ctx
+                )));
+            }
+            Truncate::Left => {
+                if opts.max_new_tokens >= cfg.n_ctx {
+                    return Err(Error::Input(format!("{} new tokens leave no room for the prompt in a context of {}", opts.max_new_tokens, cfg.n_ctx)));
+                }
+                prompt.drain(..total - cfg.n_ctx);
+            }
+        }
+    }
+    let mut cache = KvCache::new(cfg, 1);
+    let next_logits = model.forward_cached(&mut cache, &[Segment { seq: 0, tokens: &prompt }])?;
+    let sampler = Sampler::new(opts.sampling.clone(), opts.seed)?;
+    Ok(Generation {
+        model,
+        tokenizer,
+        decoder: tokenizer.stream_decoder(),
+        sampler,
+        cache,
+        prompt_len: prompt.len(),
+        history: prompt,
+        next_logits,
+        produced: 0,
+        text: String::new(),
+        stop: None,
+        opts,
+    })
+}
+
+impl Generation<'_> {
+    /// Why generation ended, once it has.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+    }
+
+    /// The prompt ids actually used (after truncation).
+    pub fn prompt(&self) -> &[u32] {
+        &self.history[..self.prompt_len]
+    }
+
+    /// The ids generated so far.
+    pub fn generated(&self) -> &[u32] {
+        &self.history[self.prompt_len..]
+    }
+
+    /// Any bytes still held by the streaming decoder (an incomplete character at the end),
+    /// decoded lossily. Call after the iterator is exhausted.
+    pub fn finish_text(&mut self) -> String {
+        std::mem::replace(&mut self.decoder, self.tokenizer.stream_decoder()).finish()
+    }
+
+    fn step(&mut self) -> Result<Generated> {
+        let vocab = self.tokenizer.vocab_size();
+        // Ids the tokenizer cannot decode (padding rows of a larger embedding) are never sampled.
+        self.next_logits[vocab..].iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
+        let id = self.sampler.sample(&mut self.next_logits, &self.history)?;
+        self.history.push(id);
+        self.produced += 1;
+        let text = self.decoder.push(id)?;
+        self.text.push_str(&text);
+        if Some(id) == self.opts.stop_token {
+            self.stop = Some(StopReason::StopToken);
+        } else if self.opts.stop_strings.iter().any(|s| !s.is_empty() && self.text.contains(s.as_str())) {
+            self.stop = Some(StopReason::StopString);
+        } else if self.produced >= self.opts.max_new_tokens {
+            self.stop = Some(StopReason::MaxTokens);
+        } else {
+            self.next_logits = self.model.forward_cached(&mut self.cache, &[Segment { seq: 0, tokens: &[id] }])?;
+        }
+        Ok(Generated { id, text })
+    }
+}
+
+impl Iterator for Generation<'_> {
+    type Item = Result<Generated>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.stop.is_some() || self.opts.max_new_tokens == 0 {
+            return None;
+        }
+        let r = self.step();
+        if r.is_err() {
+            self.stop = Some(StopReason::MaxTokens);
+        }
+        Some(r)
+    }
+}
