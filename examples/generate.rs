@@ -202,7 +202,7 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
 
     let t1 = Instant::now();
     let view = model.view()?;
-    let mut gen = generate(view, &tokenizer, &prompt_ids, opts)?;
+    let mut gen = generate(view, Some(&tokenizer), &prompt_ids, opts)?;
     let prefill_s = t1.elapsed().as_secs_f64();
     let n_prompt = gen.prompt().len();
 

@@ -1,5 +1,6 @@
 //! Text generation: prompt ids in, tokens out one at a time (an iterator), each with the
-//! text it completes, decoded UTF-8-safely by the tokenizer's streaming decoder.
+//! text it completes, decoded UTF-8-safely by the tokenizer's streaming decoder (or ids
+//! only, when no tokenizer is given).
 //!
 //! What this does not do: tokenize the prompt (the caller chooses how special tokens are
 //! treated) or print anything.
@@ -76,8 +77,8 @@ pub struct Generated {
 /// A running generation: an iterator of [`Generated`] tokens.
 pub struct Generation<'a> {
     model: ModelView<'a>,
-    tokenizer: &'a Tokenizer,
-    decoder: StreamDecoder,
+    tokenizer: Option<&'a Tokenizer>,
+    decoder: Option<StreamDecoder>,
     opts: GenerateOptions,
     sampler: Sampler,
     cache: KvCache,
@@ -92,10 +93,11 @@ pub struct Generation<'a> {
 
 /// Starts generating after `prompt` (ids). The prompt is run through the model at once
 /// (prefill) before this returns; tokens then come one per `next()`. An empty prompt starts
-/// from `stop_token` (`<|endoftext|>`), as GPT-2's unconditional samples do.
-pub fn generate<'a>(model: ModelView<'a>, tokenizer: &'a Tokenizer, prompt: &[u32], opts: GenerateOptions) -> Result<Generation<'a>> {
+/// from `stop_token` (`<|endoftext|>`), as GPT-2's unconditional samples do. Without a
+/// tokenizer, tokens come with empty text.
+pub fn generate<'a>(model: ModelView<'a>, tokenizer: Option<&'a Tokenizer>, prompt: &[u32], opts: GenerateOptions) -> Result<Generation<'a>> {
     let cfg = model.config;
-    if tokenizer.vocab_size() > cfg.vocab_size {
+    if let Some(tokenizer) = tokenizer.filter(|t| t.vocab_size() > cfg.vocab_size) {
         return Err(Error::Input(format!(
             "the tokenizer has {} tokens but the model only {}: they do not belong together",
             tokenizer.vocab_size(),
@@ -131,7 +133,7 @@ pub fn generate<'a>(model: ModelView<'a>, tokenizer: &'a Tokenizer, prompt: &[u3
     Ok(Generation {
         model,
         tokenizer,
-        decoder: tokenizer.stream_decoder(),
+        decoder: tokenizer.map(Tokenizer::stream_decoder),
         sampler,
         cache,
         prompt_len: prompt.len(),
@@ -163,17 +165,20 @@ impl Generation<'_> {
     /// Any bytes still held by the streaming decoder (an incomplete character at the end),
     /// decoded lossily. Call after the iterator is exhausted.
     pub fn finish_text(&mut self) -> String {
-        std::mem::replace(&mut self.decoder, self.tokenizer.stream_decoder()).finish()
+        self.decoder.take().map(StreamDecoder::finish).unwrap_or_default()
     }
 
     fn step(&mut self) -> Result<Generated> {
-        let vocab = self.tokenizer.vocab_size();
         // Ids the tokenizer cannot decode (padding rows of a larger embedding) are never sampled.
+        let vocab = self.tokenizer.map_or(self.next_logits.len(), |t| t.vocab_size());
         self.next_logits[vocab..].iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
         let id = self.sampler.sample(&mut self.next_logits, &self.history)?;
         self.history.push(id);
         self.produced += 1;
-        let text = self.decoder.push(id)?;
+        let text = match self.decoder.as_mut() {
+            Some(d) => d.push(id)?,
+            None => String::new(),
+        };
         self.text.push_str(&text);
         if Some(id) == self.opts.stop_token {
             self.stop = Some(StopReason::StopToken);
