@@ -26,5 +26,6 @@
 
 pub mod cpu;
 mod error;
+pub mod rng;
 
 pub use error::{KernelError, Result};
