@@ -45,10 +45,20 @@ pub type Result<T> = std::result::Result<T, KernelError>;
 
 /// Checks that `got == expected`, naming the op and argument in the error.
 #[inline]
-pub(crate) fn check_len(op: &'static str, name: &'static str, got: usize, expected: usize) -> Result<()> {
+pub(crate) fn check_len(
+    op: &'static str,
+    name: &'static str,
+    got: usize,
+    expected: usize,
+) -> Result<()> {
     if got == expected {
         Ok(())
     } else {
-        Err(KernelError::Length { op, name, got, expected })
+        Err(KernelError::Length {
+            op,
+            name,
+            got,
+            expected,
+        })
     }
 }

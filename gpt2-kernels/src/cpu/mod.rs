@@ -2,4 +2,5 @@
 //!
 //! One file per op family, each with `forward`, `backward` and a naive `reference`.
 
+pub mod matmul;
 pub mod simd;

@@ -31,7 +31,9 @@ impl Isa {
     pub fn avx2() -> Option<Isa> {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
                 return Some(Isa(Level::Avx2Fma));
             }
         }
