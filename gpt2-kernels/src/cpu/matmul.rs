@@ -10,7 +10,7 @@
 //! micro-kernel per ISA in `microkernel/`) and, for M ≤ 4 (decoding), a matrix–vector
 //! path that streams the weights at memory bandwidth (`matvec.rs`). The bias, the stored
 //! pre-activation and GELU are applied in the write-back of the last k block
-//! (`epilogue.rs`). [`reference`] holds the naive triple loops the tests compare with.
+//! (`epilogue.rs`). [`reference`](mod@reference) holds the naive triple loops the tests compare with.
 //!
 //! Which engine runs depends only on the shapes and strides, and each output element is
 //! summed in a fixed order by one task, so results are bitwise identical for any number
@@ -269,8 +269,9 @@ fn run<T: Element>(
     epilogue: Epilogue<'_>,
 ) {
     let Epilogue { bias, gelu, pre } = epilogue;
+    // No epilogue at all: skip the pass over each finished tile.
+    let finish = (bias.is_some() || gelu || pre.is_some()).then_some(Finish { bias, gelu });
     let out = OutPtr::new(c.data, pre, c.ldc, m, n);
-    let finish = Finish { bias, gelu };
     if m == 0 || n == 0 {
         return;
     }
@@ -278,7 +279,7 @@ fn run<T: Element>(
         // An empty sum: C = [C +] 0, then the epilogue.
         let pass = epilogue::Pass {
             add: accumulate,
-            finish: Some(finish),
+            finish,
         };
         // SAFETY: single-threaded here; the whole of C is ours.
         unsafe { out.write_tile(isa, pass, (0, 0), (m, n), &vec![0.0; n], 0) };
@@ -311,7 +312,7 @@ fn gemm_weight(
 
 /// The number of rows `M` of an `(M, K)` input, checking `k ≥ 1` and divisibility.
 fn rows_of(op: &'static str, len: usize, k: usize) -> Result<usize> {
-    if k == 0 || len % k != 0 {
+    if k == 0 || !len.is_multiple_of(k) {
         return Err(KernelError::Shape {
             op,
             msg: format!("`inp` has {len} elements, not a multiple of k = {k} (k must be ≥ 1)"),
@@ -336,8 +337,7 @@ fn check_forward(
     inp: usize,
     weight: &Weight<'_>,
     bias: Option<&[f32]>,
-    k: usize,
-    n: usize,
+    (k, n): (usize, usize),
 ) -> Result<usize> {
     let m = rows_of(op, inp, k)?;
     check_len(op, "out", out, product(op, m, n)?)?;
@@ -387,7 +387,7 @@ pub fn forward(
     n: usize,
 ) -> Result<()> {
     const OP: &str = "matmul::forward";
-    let m = check_forward(OP, out.len(), None, inp.len(), &weight, bias, k, n)?;
+    let m = check_forward(OP, out.len(), None, inp.len(), &weight, bias, (k, n))?;
     let epilogue = Epilogue {
         bias,
         ..Epilogue::default()
@@ -426,8 +426,7 @@ pub fn forward_gelu(
         inp.len(),
         &weight,
         bias,
-        k,
-        n,
+        (k, n),
     )?;
     let epilogue = Epilogue {
         bias,

@@ -4,9 +4,9 @@
 //! ```text
 //! for jc in N by NC            B block  KC × NC  packed once, shared   (L3)
 //!   for pc in K by KC          sequential: fixes each C element's summation order
-//!     pack B̃ = B[pc.., jc..]                     (parallel over NR panels)
+//!     pack B̃ = B[pc.., jc..]                     (parallel over groups of NR panels)
 //!     for is in M by MS        bounds the packed-A buffer
-//!       pack Ã = A[is.., pc..]                   (parallel over MR panels)
+//!       pack Ã = A[is.., pc..]                   (parallel over groups of MR panels)
 //!       parallel for (ic block ≤ MC rows) × (≤ JR_GROUP panels of NR columns):
 //!         for jr: for ir:      micro-kernel  MR × NR += Ã panel · B̃ panel
 //!                              write-back (edges cut here), epilogue on the last pc
@@ -28,7 +28,7 @@ use rayon::prelude::*;
 
 use super::epilogue::{Finish, OutPtr, Pass};
 use super::microkernel::{self, MR, NR, Tile};
-use super::pack::pack_panel;
+use super::pack::pack_block;
 use super::{Element, MatRef};
 use crate::cpu::simd::Isa;
 
@@ -65,7 +65,7 @@ pub(super) fn gemm<T: Element>(
     b: MatRef<'_, T>,
     out: &OutPtr<'_>,
     accumulate: bool,
-    finish: Finish<'_>,
+    finish: Option<Finish<'_>>,
 ) {
     let kblocks: Vec<_> = blocks(k, KC, 1).collect();
     arena::with(|arena| {
@@ -73,37 +73,17 @@ pub(super) fn gemm<T: Element>(
             for (pi, &(pc, kc)) in kblocks.iter().enumerate() {
                 let pass = Pass {
                     add: accumulate || pi > 0,
-                    finish: (pi + 1 == kblocks.len()).then_some(finish),
+                    finish: finish.filter(|_| pi + 1 == kblocks.len()),
                 };
                 let a_len = m.min(MS).div_ceil(MR) * MR * kc;
                 let (a_buf, b_panels) = arena.buffers(a_len, nc.div_ceil(NR) * NR * kc);
-                b_panels
-                    .par_chunks_mut(NR * kc)
-                    .enumerate()
-                    .for_each(|(q, dst)| {
-                        let j = jc + q * NR;
-                        let origin = pc * b.rs + j * b.cs;
-                        pack_panel::<T, NR>(dst, b.data, origin, NR.min(n - j), b.cs, b.rs, kc);
-                    });
+                let origin = pc * b.rs + jc * b.cs;
+                pack_block::<T, NR>(isa, b_panels, b.data, origin, nc, b.cs, b.rs, kc);
                 let b_panels = &*b_panels;
                 for (is, ms) in blocks(m, MS, MR) {
                     let a_panels = &mut a_buf[..ms.div_ceil(MR) * MR * kc];
-                    a_panels
-                        .par_chunks_mut(MR * kc)
-                        .enumerate()
-                        .for_each(|(q, dst)| {
-                            let i = is + q * MR;
-                            let origin = i * a.rs + pc * a.cs;
-                            pack_panel::<f32, MR>(
-                                dst,
-                                a.data,
-                                origin,
-                                MR.min(m - i),
-                                a.rs,
-                                a.cs,
-                                kc,
-                            );
-                        });
+                    let origin = is * a.rs + pc * a.cs;
+                    pack_block::<f32, MR>(isa, a_panels, a.data, origin, ms, a.rs, a.cs, kc);
                     let a_panels = &*a_panels;
                     let row_blocks: Vec<_> = blocks(ms, MC, MR).collect();
                     let col_groups: Vec<_> = blocks(nc.div_ceil(NR), JR_GROUP, 1).collect();
@@ -137,14 +117,25 @@ fn macro_kernel(
     (j0, j1): (usize, usize),
     pass: Pass<'_>,
 ) {
-    let mut ab: Tile = [0.0; MR * NR];
+    let mut edge: Tile = [0.0; MR * NR];
     for (b_panel, j) in b.chunks_exact(NR * kc).zip((j0..j1).step_by(NR)) {
         for (a_panel, i) in a.chunks_exact(MR * kc).zip((i0..i1).step_by(MR)) {
-            microkernel::kernel(isa, kc, a_panel, b_panel, &mut ab);
             let size = (MR.min(i1 - i), NR.min(j1 - j));
-            // SAFETY: tasks partition C into disjoint rectangles (`gemm` above), and this
-            // tile lies inside this task's rectangle.
-            unsafe { out.write_tile(isa, pass, (i, j), size, &ab, NR) };
+            // SAFETY (all three blocks): tasks partition C into disjoint rectangles
+            // (`gemm` above) and this tile lies inside this task's rectangle; `tile_ptr`
+            // checks that a full tile fits in C; `edge` is a local MR × NR tile.
+            if size == (MR, NR) {
+                let c = out.tile_ptr((i, j), size);
+                unsafe { microkernel::kernel(isa, kc, a_panel, b_panel, c, out.ldc(), pass.add) };
+                if let Some(fin) = pass.finish {
+                    unsafe { out.finish_tile(isa, fin, (i, j), size) };
+                }
+            } else {
+                unsafe {
+                    microkernel::kernel(isa, kc, a_panel, b_panel, edge.as_mut_ptr(), NR, false)
+                };
+                unsafe { out.write_tile(isa, pass, (i, j), size, &edge, NR) };
+            }
         }
     }
 }

@@ -78,6 +78,55 @@ impl<'a> OutPtr<'a> {
         }
     }
 
+    /// Row stride of C.
+    pub(super) fn ldc(&self) -> usize {
+        self.ldc
+    }
+
+    /// Pointer to element `(i, j)` of C, where an `h × w` tile must fit.
+    pub(super) fn tile_ptr(&self, (i, j): (usize, usize), (h, w): (usize, usize)) -> *mut f32 {
+        assert!(i + h <= self.m && j + w <= self.n);
+        self.c.wrapping_add(i * self.ldc + j)
+    }
+
+    /// Applies the epilogue in place to the `h × w` tile of C at `(i, j)`, which already
+    /// holds the full sum.
+    ///
+    /// # Safety
+    /// As [`Self::write_tile`]: the rectangle is exclusively the caller's.
+    pub(super) unsafe fn finish_tile(
+        &self,
+        isa: Isa,
+        fin: Finish<'_>,
+        (i, j): (usize, usize),
+        (h, w): (usize, usize),
+    ) {
+        assert!(i + h <= self.m && j + w <= self.n);
+        for r in 0..h {
+            // SAFETY: as in `write_tile`.
+            let (c, pre) = unsafe { self.row(i + r, j, w) };
+            finish_row(isa, fin, c, pre, j);
+        }
+    }
+
+    /// Row `i`, columns `j..j + w` of C and `pre`.
+    ///
+    /// # Safety
+    /// In bounds (checked by the callers) and exclusively the caller's.
+    #[allow(clippy::mut_from_ref)] // disjointness is the (unsafe) caller's contract
+    unsafe fn row(&self, i: usize, j: usize, w: usize) -> (&mut [f32], Option<&mut [f32]>) {
+        let off = i * self.ldc + j;
+        // SAFETY: the callers checked that the row segment is inside C/pre (with
+        // `ldc ≥ n` from `new`, rows do not overlap) and own it exclusively.
+        unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.c.add(off), w),
+                self.pre
+                    .map(|p| std::slice::from_raw_parts_mut(p.add(off), w)),
+            )
+        }
+    }
+
     /// Writes the `h × w` tile `ab` (row stride `ab_stride`) at rows `i..i+h`, columns
     /// `j..j+w` of C with [`write_row`].
     ///
@@ -98,16 +147,8 @@ impl<'a> OutPtr<'a> {
             i + h <= self.m && j + w <= self.n && (h == 0 || ab.len() >= (h - 1) * ab_stride + w)
         );
         for r in 0..h {
-            let off = (i + r) * self.ldc + j;
-            // SAFETY: the rectangle is inside C/pre (asserted above, with `ldc ≥ n` from
-            // `new`, so rows do not overlap) and exclusively ours (the caller's contract).
-            let (c, pre) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(self.c.add(off), w),
-                    self.pre
-                        .map(|p| std::slice::from_raw_parts_mut(p.add(off), w)),
-                )
-            };
+            // SAFETY: in bounds (asserted above) and ours (the caller's contract).
+            let (c, pre) = unsafe { self.row(i + r, j, w) };
             write_row(isa, pass, c, &ab[r * ab_stride..][..w], pre, j);
         }
     }
@@ -131,9 +172,18 @@ fn write_row(
     } else {
         c.copy_from_slice(ab);
     }
-    let Some(fin) = pass.finish else { return };
+    if let Some(fin) = pass.finish {
+        finish_row(isa, fin, c, pre, j0);
+    }
+}
+
+/// The epilogue on one row segment starting at column `j0`: `c += bias`, `pre = c`,
+/// `c = gelu(c)`.
+#[inline]
+fn finish_row(isa: Isa, fin: Finish<'_>, c: &mut [f32], pre: Option<&mut [f32]>, j0: usize) {
     if let Some(bias) = fin.bias {
-        for (c, &b) in c.iter_mut().zip(&bias[j0..j0 + ab.len()]) {
+        let w = c.len();
+        for (c, &b) in c.iter_mut().zip(&bias[j0..j0 + w]) {
             *c += b;
         }
     }

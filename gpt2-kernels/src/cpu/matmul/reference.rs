@@ -41,8 +41,7 @@ pub fn forward(
         inp.len(),
         &weight,
         bias,
-        k,
-        n,
+        (k, n),
     )?;
     for i in 0..m {
         for j in 0..n {
@@ -74,8 +73,7 @@ pub fn forward_gelu(
         inp.len(),
         &weight,
         bias,
-        k,
-        n,
+        (k, n),
     )?;
     forward(out, inp, weight, bias, k, n)?;
     if let Some(pre) = pre {

@@ -1,15 +1,14 @@
-//! The register-tile micro-kernel of the BLIS loop nest: `AB (MR, NR) = Ã · B̃` over one
-//! `kc`-long slice of packed panels, nothing else.
+//! The register-tile micro-kernel of the BLIS loop nest: `C (MR, NR) [+]= Ã · B̃` over
+//! one `kc`-long slice of packed panels, nothing else.
 //!
 //! Packed layouts (written by [`super::pack`]):
 //! - `a`: an `MR`-row micro-panel, k-major: `a[p·MR + i] = A[i, p]`, `p < kc`;
 //! - `b`: an `NR`-column micro-panel, k-major: `b[p·NR + j] = B[p, j]`.
 //!
-//! The kernel always computes a full `MR × NR` tile into a small local buffer `ab`;
-//! partial tiles (the `M`/`N` edges) are zero-padded by packing and cut by the caller's
-//! write-back, so no edge case lives in here. The caller also does the C update
-//! (`C = AB`, `C += AB`, bias, GELU): one `MR·NR` store and reload per `kc·MR·NR` FMAs
-//! (< 1 % at `kc = 256`) buys a kernel that touches no strided memory at all.
+//! The kernel always computes a full `MR × NR` tile: partial tiles (the `M`/`N` edges)
+//! are zero-padded by packing, computed into a local [`Tile`] and cut by the caller's
+//! write-back, so no edge case lives in here. Full tiles are stored (or added) straight
+//! into C from the registers; the epilogue (bias, GELU) is the caller's.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -25,16 +24,29 @@ pub(super) const MR: usize = 6;
 /// 64 contiguous bytes.
 pub(super) const NR: usize = 16;
 
-/// One `MR × NR` tile of `Ã · B̃`, row-major (`ab[i·NR + j]`).
+/// A local `MR × NR` tile, row-major (row stride `NR`), for the edges.
 pub(super) type Tile = [f32; MR * NR];
 
-/// `ab = a · b` over `kc` steps of packed panels (see the module doc for the layouts).
+/// `C = a · b` (or `C += a · b` if `add`) over `kc` steps of packed panels (layouts in
+/// the module doc), C being the `MR × NR` tile at `c` with row stride `ldc`.
+///
+/// # Safety
+/// The `MR` rows `c + i·ldc .. c + i·ldc + NR` must be valid for reads and writes, and
+/// nothing else may access them during the call.
 ///
 /// # Panics
 /// If `a.len() < kc·MR` or `b.len() < kc·NR` (an internal bug, never a user error: the
 /// driver sizes the panels).
 #[inline]
-pub(super) fn kernel(isa: Isa, kc: usize, a: &[f32], b: &[f32], ab: &mut Tile) {
+pub(super) unsafe fn kernel(
+    isa: Isa,
+    kc: usize,
+    a: &[f32],
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    add: bool,
+) {
     assert!(
         a.len() >= kc * MR && b.len() >= kc * NR,
         "micro-kernel: panel too short"
@@ -42,13 +54,14 @@ pub(super) fn kernel(isa: Isa, kc: usize, a: &[f32], b: &[f32], ab: &mut Tile) {
     #[cfg(target_arch = "x86_64")]
     if isa.is_avx2() {
         // SAFETY: an `Isa` that says AVX2 can only be made on a CPU with AVX2 and FMA
-        // (see `Isa::avx2`), which is all `kernel_6x16` requires; the panel lengths
-        // were checked just above.
-        unsafe { avx2::kernel_6x16(kc, a, b, ab) };
+        // (see `Isa::avx2`); the panel lengths were checked above and the C tile is the
+        // caller's contract, which is all `kernel_6x16` requires.
+        unsafe { avx2::kernel_6x16(kc, a, b, c, ldc, add) };
         return;
     }
     let _ = isa;
-    scalar::kernel(kc, a, b, ab);
+    // SAFETY: the caller's contract, passed on.
+    unsafe { scalar::kernel(kc, a, b, c, ldc, add) };
 }
 
 #[cfg(test)]
@@ -75,11 +88,25 @@ mod tests {
             }
             let scale = want.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
             for isa in Isa::available() {
-                let mut ab = [f32::NAN; MR * NR];
-                kernel(isa, kc, &a, &b, &mut ab);
-                for (got, want) in ab.iter().zip(&want) {
-                    let err = (*got as f64 - want).abs() / scale;
-                    assert!(err < 1e-6, "{isa} kc={kc}: {got} vs {want}");
+                // C with row stride 20 > NR, holding 1s, to check `add` and the stride.
+                for add in [false, true] {
+                    let mut c = vec![1.0f32; MR * 20];
+                    // SAFETY: `c` holds MR rows of stride 20 ≥ NR, all ours.
+                    unsafe { kernel(isa, kc, &a, &b, c.as_mut_ptr(), 20, add) };
+                    for (i, row) in c.chunks_exact(20).enumerate() {
+                        for (j, &got) in row.iter().enumerate() {
+                            let want = if j >= NR {
+                                1.0
+                            } else {
+                                want[i * NR + j] + f64::from(u8::from(add))
+                            };
+                            let err = (got as f64 - want).abs() / scale;
+                            assert!(
+                                err < 1e-6,
+                                "{isa} kc={kc} add={add} ({i}, {j}): {got} vs {want}"
+                            );
+                        }
+                    }
                 }
             }
         }
