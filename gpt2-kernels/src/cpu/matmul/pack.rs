@@ -1,0 +1,212 @@
+//! Packing: copies a block of A or B into the micro-panels the micro-kernel streams.
+//!
+//! One function serves both operands. A micro-panel is `W` lines wide (`W = MR` rows of
+//! A, or `W = NR` columns of B) and `kc` steps long, stored k-major:
+//! `dst[p·W + w] = src[origin + w·w_stride + p·k_stride]`. Lines past `valid` are zero,
+//! so edge tiles need no special case in the micro-kernel. Packing is also where any
+//! layout is absorbed (strides, transposes: a `(N, K)` weight read as `Wᵀ` is just
+//! `w_stride = K, k_stride = 1`) and where bf16 is widened to f32.
+
+use rayon::prelude::*;
+
+use super::Element;
+use crate::cpu::simd::Isa;
+
+/// Panels packed by one task: 8 NR panels = 128 columns of B, so that a task reading B
+/// row by row sees 512 contiguous bytes per row, which the prefetchers stream.
+const GROUP: usize = 8;
+
+/// Packs `lines` lines (rows of A, or columns of B) into `lines.div_ceil(W)` micro-panels
+/// of width `W` in `dst`, in parallel over groups of [`GROUP`] panels. Line `l`, step `p`
+/// is read at `origin + l·w_stride + p·k_stride`, which the caller has checked lies
+/// inside `src`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn pack_block<T: Element, const W: usize>(
+    isa: Isa,
+    dst: &mut [f32],
+    src: &[T],
+    origin: usize,
+    lines: usize,
+    w_stride: usize,
+    k_stride: usize,
+    kc: usize,
+) {
+    debug_assert_eq!(dst.len(), lines.div_ceil(W) * W * kc);
+    dst.par_chunks_mut(GROUP * W * kc)
+        .enumerate()
+        .for_each(|(g, dst)| {
+            let first = g * GROUP * W;
+            let lines = (lines - first).min(GROUP * W);
+            let origin = origin + first * w_stride;
+            if w_stride == 1 {
+                // Lines contiguous (B row-major, or A read transposed): walk the group's
+                // rows of `src` sequentially, dealing each W-wide piece to its panel.
+                for p in 0..kc {
+                    let row = &src[origin + p * k_stride..][..lines];
+                    for (piece, panel) in row.chunks(W).zip(dst.chunks_exact_mut(W * kc)) {
+                        copy_step::<T, W>(&mut panel[p * W..][..W], piece);
+                    }
+                }
+            } else {
+                for (q, panel) in dst.chunks_exact_mut(W * kc).enumerate() {
+                    let valid = (lines - q * W).min(W);
+                    pack_panel::<T, W>(
+                        isa,
+                        panel,
+                        src,
+                        origin + q * W * w_stride,
+                        valid,
+                        w_stride,
+                        k_stride,
+                        kc,
+                    );
+                }
+            }
+        });
+}
+
+/// One step of a panel from contiguous elements, zero-padded past `src.len() ≤ W`.
+#[inline(always)]
+fn copy_step<T: Element, const W: usize>(dst: &mut [f32], src: &[T]) {
+    if let Ok(src) = <&[T; W]>::try_from(src) {
+        // Full width: a fixed-size copy, a few vector moves.
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = s.to_f32();
+        }
+    } else {
+        for (d, s) in dst
+            .iter_mut()
+            .zip(src.iter().map(|s| s.to_f32()).chain(std::iter::repeat(0.0)))
+        {
+            *d = s;
+        }
+    }
+}
+
+/// Packs one micro-panel whose lines are not contiguous (`w_stride ≠ 1`): `valid ≤ W`
+/// lines, the rest zero.
+#[allow(clippy::too_many_arguments)]
+fn pack_panel<T: Element, const W: usize>(
+    isa: Isa,
+    dst: &mut [f32],
+    src: &[T],
+    origin: usize,
+    valid: usize,
+    w_stride: usize,
+    k_stride: usize,
+    kc: usize,
+) {
+    if valid < W {
+        dst.fill(0.0);
+    }
+    if k_stride == 1 {
+        // Steps contiguous (A row-major, or a (N, K) weight as B): a transpose.
+        #[cfg(target_arch = "x86_64")]
+        if isa.is_avx2() && valid == W && W.is_multiple_of(8) {
+            let done = kc / 8 * 8;
+            // SAFETY: an AVX2 `Isa` proves the CPU has AVX2.
+            unsafe { avx2::transpose::<T, W>(dst, src, origin, w_stride, done) };
+            scatter_lines::<T, W>(
+                &mut dst[done * W..],
+                src,
+                origin + done,
+                valid,
+                w_stride,
+                kc - done,
+            );
+            return;
+        }
+        let _ = isa;
+        scatter_lines::<T, W>(dst, src, origin, valid, w_stride, kc);
+    } else {
+        for (p, d) in dst.chunks_exact_mut(W).enumerate() {
+            for (w, d) in d[..valid].iter_mut().enumerate() {
+                *d = src[origin + w * w_stride + p * k_stride].to_f32();
+            }
+        }
+    }
+}
+
+/// The scalar transpose: read each of the `valid` lines sequentially and scatter it
+/// with stride `W` into the (L1-resident) panel.
+fn scatter_lines<T: Element, const W: usize>(
+    dst: &mut [f32],
+    src: &[T],
+    origin: usize,
+    valid: usize,
+    w_stride: usize,
+    kc: usize,
+) {
+    for w in 0..valid {
+        let s = &src[origin + w * w_stride..][..kc];
+        for (d, s) in dst.chunks_exact_mut(W).zip(s) {
+            d[w] = s.to_f32();
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::Element;
+    use crate::cpu::matmul::element::load8;
+
+    /// The first `steps` (a multiple of 8) steps of a full panel whose lines are
+    /// contiguous along k, as 8 × 8 register transposes: 8 lines × 8 steps in, 8 steps ×
+    /// 8 lines out.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn transpose<T: Element, const W: usize>(
+        dst: &mut [f32],
+        src: &[T],
+        origin: usize,
+        w_stride: usize,
+        steps: usize,
+    ) {
+        for p in (0..steps).step_by(8) {
+            for h in (0..W).step_by(8) {
+                let rows: [__m256; 8] = std::array::from_fn(|r| {
+                    let line = &src[origin + (h + r) * w_stride + p..][..8];
+                    // SAFETY: `line` has 8 elements.
+                    unsafe { load8(line.as_ptr()) }
+                });
+                for (q, v) in transpose8(rows).into_iter().enumerate() {
+                    let out = &mut dst[(p + q) * W + h..][..8];
+                    // SAFETY: `out` has 8 elements.
+                    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+                }
+            }
+        }
+    }
+
+    /// 8 × 8 f32 transpose: `out[q][r] = rows[r][q]`.
+    #[target_feature(enable = "avx2")]
+    fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+}
