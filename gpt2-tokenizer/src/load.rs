@@ -1,0 +1,379 @@
+//! Reading vocabulary files: the JSON vocabulary + merges text of OpenAI (`encoder.json` +
+//! `vocab.bpe`) and Hugging Face (`vocab.json` + `merges.txt`), which share one format, and
+//! Hugging Face's single-file `tokenizer.json` for byte-level BPE models.
+//!
+//! Token strings in these files are written with GPT-2's byte-level alphabet
+//! ([`crate::bytelevel`]); an entry that is not (an added token such as `<|im_start|>` with
+//! a raw space, say) is taken as its UTF-8 text. Every error names the file and the line
+//! or entry at fault.
+
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
+
+use crate::bytelevel;
+use crate::error::{Result, TokenizerError};
+use crate::vocab::{Issue, Parts, Vocab};
+
+/// A JSON object `token -> id`, entries in file order (duplicates kept, to be reported).
+struct Entries(Vec<(String, u32)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object mapping token strings to ids")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Entries, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
+                while let Some(entry) = map.next_entry::<String, u32>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+fn json<'a, T: Deserialize<'a>>(text: &'a str, file: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|source| TokenizerError::Json {
+        file: file.to_owned(),
+        source,
+    })
+}
+
+fn malformed(file: &str, at: impl Into<String>, msg: impl Into<String>) -> TokenizerError {
+    TokenizerError::Malformed {
+        file: file.to_owned(),
+        at: at.into(),
+        msg: msg.into(),
+    }
+}
+
+/// Where merge number `rank` is in its file, for error messages.
+enum MergeLocation {
+    /// merges.txt / vocab.bpe: line numbers, the first merge being on line `first_line`.
+    Lines { first_line: Vec<usize> },
+    /// tokenizer.json: `model.merges[rank]`.
+    Array,
+}
+
+impl MergeLocation {
+    fn at(&self, rank: usize) -> String {
+        match self {
+            MergeLocation::Lines { first_line } => format!("line {}", first_line[rank]),
+            MergeLocation::Array => format!("model.merges[{rank}]"),
+        }
+    }
+}
+
+/// A vocabulary as read from its files, before validation.
+struct Raw<'a> {
+    vocab_file: &'a str,
+    entries: Vec<(String, u32)>,
+    /// Added tokens `(content, id, index in added_tokens)` (tokenizer.json only).
+    added: Vec<(String, u32, usize)>,
+    merges_file: &'a str,
+    merges: Vec<(&'a str, &'a str)>,
+    locations: MergeLocation,
+}
+
+/// Parses a vocabulary JSON (`encoder.json`, `vocab.json`) and a merges text (`vocab.bpe`,
+/// `merges.txt`); the file names are used in error messages.
+pub(crate) fn vocab_merges(
+    vocab_json: &str,
+    vocab_file: &str,
+    merges_txt: &str,
+    merges_file: &str,
+) -> Result<Vocab> {
+    let Entries(entries) = json(vocab_json, vocab_file)?;
+    let mut merges = Vec::new();
+    let mut lines = Vec::new();
+    for (i, line) in merges_txt.lines().enumerate() {
+        if i == 0 && line.starts_with("#version") {
+            continue;
+        }
+        let (left, right) = split_merge(line).ok_or_else(|| {
+            malformed(
+                merges_file,
+                format!("line {}", i + 1),
+                format!("expected two tokens separated by one space, found {line:?}"),
+            )
+        })?;
+        merges.push((left, right));
+        lines.push(i + 1);
+    }
+    resolve(Raw {
+        vocab_file,
+        entries,
+        added: Vec::new(),
+        merges_file,
+        merges,
+        locations: MergeLocation::Lines { first_line: lines },
+    })
+}
+
+/// `"left right"`: two non-empty tokens separated by one space.
+fn split_merge(line: &str) -> Option<(&str, &str)> {
+    line.split_once(' ')
+        .filter(|(l, r)| !l.is_empty() && !r.is_empty() && !r.contains(' '))
+}
+
+/// tokenizer.json, reduced to what a byte-level BPE model may contain.
+#[derive(Deserialize)]
+struct TokenizerJson {
+    #[serde(default)]
+    added_tokens: Vec<AddedToken>,
+    #[serde(default)]
+    normalizer: Option<serde_json::Value>,
+    #[serde(default)]
+    pre_tokenizer: Option<serde_json::Value>,
+    model: ModelJson,
+}
+
+#[derive(Deserialize)]
+struct AddedToken {
+    id: u32,
+    content: String,
+}
+
+#[derive(Deserialize)]
+struct ModelJson {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    vocab: Entries,
+    merges: Vec<MergeJson>,
+    #[serde(default)]
+    dropout: Option<f64>,
+    #[serde(default)]
+    continuing_subword_prefix: Option<String>,
+    #[serde(default)]
+    end_of_word_suffix: Option<String>,
+    #[serde(default)]
+    byte_fallback: bool,
+    #[serde(default)]
+    ignore_merges: bool,
+}
+
+/// A merge in tokenizer.json: `"a b"` (older files) or `["a", "b"]` (tokenizers ≥ 0.20).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MergeJson {
+    Joined(String),
+    Pair([String; 2]),
+}
+
+/// Parses a Hugging Face tokenizer.json; it must describe GPT-2-style byte-level BPE (any
+/// other normaliser, pre-tokeniser or BPE option would change the encoding, so it is an
+/// error rather than silently ignored).
+pub(crate) fn tokenizer_json(text: &str, file: &str) -> Result<Vocab> {
+    let tj: TokenizerJson = json(text, file)?;
+    let unsupported = |at: &str, what: String| {
+        malformed(
+            file,
+            at,
+            format!("{what}: only GPT-2-style byte-level BPE is supported"),
+        )
+    };
+    let m = &tj.model;
+    if let Some(kind) = m.kind.as_deref().filter(|&k| k != "BPE") {
+        return Err(unsupported("model.type", format!("model type {kind:?}")));
+    }
+    for (set, name) in [
+        (m.dropout.is_some(), "model.dropout"),
+        (
+            m.continuing_subword_prefix.is_some(),
+            "model.continuing_subword_prefix",
+        ),
+        (m.end_of_word_suffix.is_some(), "model.end_of_word_suffix"),
+        (m.byte_fallback, "model.byte_fallback"),
+        (m.ignore_merges, "model.ignore_merges"),
+    ] {
+        if set {
+            return Err(unsupported(name, "option set".into()));
+        }
+    }
+    if tj.normalizer.as_ref().is_some_and(|n| !n.is_null()) {
+        return Err(unsupported("normalizer", "a normalizer is set".into()));
+    }
+    check_byte_level(tj.pre_tokenizer.as_ref())
+        .map_err(|what| unsupported("pre_tokenizer", what))?;
+
+    let mut joined = Vec::with_capacity(tj.model.merges.len());
+    for (i, merge) in tj.model.merges.iter().enumerate() {
+        joined.push(match merge {
+            MergeJson::Pair([l, r]) => (l.as_str(), r.as_str()),
+            MergeJson::Joined(s) => split_merge(s).ok_or_else(|| {
+                malformed(
+                    file,
+                    format!("model.merges[{i}]"),
+                    format!("expected two tokens separated by one space, found {s:?}"),
+                )
+            })?,
+        });
+    }
+    let added = tj
+        .added_tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| (a.content, a.id, i))
+        .collect();
+    resolve(Raw {
+        vocab_file: file,
+        entries: tj.model.vocab.0,
+        added,
+        merges_file: file,
+        merges: joined,
+        locations: MergeLocation::Array,
+    })
+}
+
+/// Accepts only GPT-2's pre-tokeniser: `ByteLevel` with `add_prefix_space: false` and the
+/// regex on.
+fn check_byte_level(pre: Option<&serde_json::Value>) -> std::result::Result<(), String> {
+    let pre = pre.filter(|v| !v.is_null()).ok_or("no pre-tokenizer")?;
+    let field = |name: &str| pre.get(name).and_then(serde_json::Value::as_bool);
+    match pre.get("type").and_then(serde_json::Value::as_str) {
+        Some("ByteLevel") => {}
+        other => return Err(format!("pre-tokenizer type {other:?}")),
+    }
+    if field("add_prefix_space") != Some(false) {
+        return Err("ByteLevel without add_prefix_space: false".into());
+    }
+    if field("use_regex") == Some(false) {
+        return Err("ByteLevel with use_regex: false".into());
+    }
+    Ok(())
+}
+
+/// Checks ids and merges and builds the vocabulary.
+fn resolve(raw: Raw<'_>) -> Result<Vocab> {
+    let Raw {
+        vocab_file,
+        entries,
+        added,
+        merges_file,
+        merges,
+        locations,
+    } = raw;
+
+    // Every token: (id, name as written, bytes, index in `added` if an added token).
+    let mut tokens: Vec<(u32, &str, Vec<u8>, Option<usize>)> = Vec::with_capacity(entries.len());
+    let at = |t: &(u32, &str, Vec<u8>, Option<usize>)| match t.3 {
+        Some(i) => format!("added_tokens[{i}]"),
+        None => format!("entry {:?}", t.1),
+    };
+    for (name, id) in &entries {
+        let bytes = bytelevel::decode(name).unwrap_or_else(|| name.as_bytes().to_vec());
+        tokens.push((*id, name, bytes, None));
+    }
+    // An added token may repeat a vocabulary entry (same id, same bytes).
+    let mut index_of_id: FxHashMap<u32, usize> = FxHashMap::default();
+    for (content, id, k) in &added {
+        tokens.push((*id, content, content.as_bytes().to_vec(), Some(*k)));
+    }
+    let mut unique = Vec::with_capacity(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        match index_of_id.get(&t.0) {
+            None => {
+                index_of_id.insert(t.0, i);
+                unique.push(i);
+            }
+            Some(&first) if t.3.is_some() && tokens[first].2 == t.2 => {}
+            Some(&first) => {
+                return Err(malformed(
+                    vocab_file,
+                    at(t),
+                    format!("id {} already belongs to {:?}", t.0, tokens[first].1),
+                ));
+            }
+        }
+    }
+    // Ids must be exactly 0..n.
+    let n = unique.len();
+    let mut order = vec![0usize; n];
+    for &i in &unique {
+        let t = &tokens[i];
+        if t.0 as usize >= n {
+            return Err(malformed(
+                vocab_file,
+                at(t),
+                format!(
+                    "id {} out of range: the {n} tokens must have ids 0..{n}",
+                    t.0
+                ),
+            ));
+        }
+        order[t.0 as usize] = i;
+    }
+
+    let id_of_name: FxHashMap<&str, u32> = order
+        .iter()
+        .enumerate()
+        .map(|(id, &i)| (tokens[i].1, id as u32))
+        .collect();
+    let mut pairs = Vec::with_capacity(merges.len());
+    for (rank, &(left, right)) in merges.iter().enumerate() {
+        let side = |s: &str| {
+            id_of_name.get(s).copied().ok_or_else(|| {
+                malformed(
+                    merges_file,
+                    locations.at(rank),
+                    format!("token {s:?} is not in {vocab_file}"),
+                )
+            })
+        };
+        pairs.push((side(left)?, side(right)?));
+    }
+
+    let mut bytes: Vec<Vec<u8>> = tokens
+        .iter_mut()
+        .map(|t| std::mem::take(&mut t.2))
+        .collect();
+    let name = |id: u32| tokens[order[id as usize]].1;
+    let parts = Parts {
+        tokens: order
+            .iter()
+            .map(|&i| std::mem::take(&mut bytes[i]))
+            .collect(),
+        merges: pairs,
+        added: added.iter().map(|a| a.1).collect(),
+    };
+    Vocab::new(parts).map_err(|issue| match issue {
+        Issue::DuplicateBytes { id, first } => malformed(
+            vocab_file,
+            at(&tokens[order[id as usize]]),
+            format!("same bytes as {:?}", name(first)),
+        ),
+        Issue::MissingByte(b) => malformed(
+            vocab_file,
+            format!("byte 0x{b:02X}"),
+            format!(
+                "no token for this byte (written {:?})",
+                bytelevel::BYTE_TO_CHAR[b as usize]
+            ),
+        ),
+        Issue::DuplicateMerge { rank, first } => malformed(
+            merges_file,
+            locations.at(rank),
+            format!("repeats the merge at {}", locations.at(first)),
+        ),
+        Issue::MergeSide { rank } => {
+            malformed(merges_file, locations.at(rank), "merge of an unknown token")
+        }
+        Issue::MergeResult { rank } => {
+            let (l, r) = merges[rank];
+            malformed(
+                merges_file,
+                locations.at(rank),
+                format!("merged token \"{l}{r}\" is not in {vocab_file}"),
+            )
+        }
+    })
+}
