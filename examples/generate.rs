@@ -88,7 +88,7 @@ enum TruncateArg {
     Left,
 }
 
-type BoxError = Box<dyn std::error::Error>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() {
     let args = Args::parse();
@@ -131,7 +131,9 @@ fn model_path(arg: Option<&str>) -> Result<PathBuf, BoxError> {
 fn tokenizer_for(path: &Path) -> Result<Tokenizer, BoxError> {
     let dir = if path.is_dir() { Some(path) } else { None };
     let has_files = dir.is_some_and(|d| {
-        ["tokenizer.json", "vocab.json", "encoder.json"].iter().any(|f| d.join(f).exists())
+        ["tokenizer.json", "vocab.json", "encoder.json"]
+            .iter()
+            .any(|f| d.join(f).exists())
     });
     Ok(match dir {
         Some(d) if has_files => Tokenizer::from_dir(d)?,
@@ -172,17 +174,28 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
         (_, Some(ids)) => {
             let ids = ids
                 .split_whitespace()
-                .map(|s| s.parse::<u32>().map_err(|e| format!("--prompt-ids: '{s}' is not a token id ({e})")))
+                .map(|s| {
+                    s.parse::<u32>()
+                        .map_err(|e| format!("--prompt-ids: '{s}' is not a token id ({e})"))
+                })
                 .collect::<Result<Vec<u32>, String>>()?;
             (tokenizer.decode_lossy(&ids)?, ids)
         }
         (Some(text), None) => {
-            let mode = if args.allow_special { gpt2::gpt2_tokenizer::SpecialTokens::Allow } else { gpt2::gpt2_tokenizer::SpecialTokens::Text };
+            let mode = if args.allow_special {
+                gpt2::gpt2_tokenizer::SpecialTokens::Allow
+            } else {
+                gpt2::gpt2_tokenizer::SpecialTokens::Text
+            };
             (text.clone(), tokenizer.encode_with_special(text, mode)?)
         }
         (None, None) => (String::new(), Vec::new()),
     };
-    let seed = args.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64));
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
     let opts = GenerateOptions {
         max_new_tokens: args.max_tokens,
         sampling: SamplingParams {
@@ -202,9 +215,9 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
 
     let t1 = Instant::now();
     let view = model.view()?;
-    let mut gen = generate(view, Some(&tokenizer), &prompt_ids, opts)?;
+    let mut generation = generate(view, Some(&tokenizer), &prompt_ids, opts)?;
     let prefill_s = t1.elapsed().as_secs_f64();
-    let n_prompt = gen.prompt().len();
+    let n_prompt = generation.prompt().len();
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -214,7 +227,7 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
     }
     let t2 = Instant::now();
     let mut ids = Vec::new();
-    for tok in gen.by_ref() {
+    for tok in generation.by_ref() {
         let tok = tok?;
         ids.push(tok.id.to_string());
         if !args.emit_ids {
@@ -226,7 +239,7 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
     if args.emit_ids {
         writeln!(out, "{}", ids.join(" "))?;
     } else {
-        out.write_all(gen.finish_text().as_bytes())?;
+        out.write_all(generation.finish_text().as_bytes())?;
     }
     out.flush()?;
 
@@ -241,13 +254,19 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
         cfg.num_params() as f64 / 1e6,
         if args.bf16 { ", bf16 weights" } else { "" }
     );
-    eprintln!("load: {load_s:.2} s; seed {seed}; threads {}", rayon::current_num_threads());
-    eprintln!("prompt: {n_prompt} tokens in {prefill_s:.3} s ({:.1} tokens/s)", n_prompt as f64 / prefill_s.max(1e-9));
+    eprintln!(
+        "load: {load_s:.2} s; seed {seed}; threads {}",
+        rayon::current_num_threads()
+    );
+    eprintln!(
+        "prompt: {n_prompt} tokens in {prefill_s:.3} s ({:.1} tokens/s)",
+        n_prompt as f64 / prefill_s.max(1e-9)
+    );
     eprintln!(
         "generated: {} tokens in {decode_s:.3} s ({:.1} tokens/s), stopped by {}",
         ids.len(),
         ids.len() as f64 / decode_s.max(1e-9),
-        match gen.stop_reason() {
+        match generation.stop_reason() {
             Some(StopReason::StopToken) => "<|endoftext|>",
             Some(StopReason::StopString) => "a stop string",
             _ => "the token limit",

@@ -47,6 +47,9 @@ pub enum Error {
     /// A model configuration that cannot work (e.g. `n_embd` not divisible by `n_head`).
     #[error("invalid config: {0}")]
     Config(String),
+    /// The tokenizer failed (bad vocabulary files, unknown token ids, ...).
+    #[error(transparent)]
+    Tokenizer(#[from] gpt2_tokenizer::TokenizerError),
     /// Bad arguments to a model-level call (unknown token id, prompt too long, ...).
     #[error("{0}")]
     Input(String),

@@ -95,7 +95,12 @@ pub struct Generation<'a> {
 /// (prefill) before this returns; tokens then come one per `next()`. An empty prompt starts
 /// from `stop_token` (`<|endoftext|>`), as GPT-2's unconditional samples do. Without a
 /// tokenizer, tokens come with empty text.
-pub fn generate<'a>(model: ModelView<'a>, tokenizer: Option<&'a Tokenizer>, prompt: &[u32], opts: GenerateOptions) -> Result<Generation<'a>> {
+pub fn generate<'a>(
+    model: ModelView<'a>,
+    tokenizer: Option<&'a Tokenizer>,
+    prompt: &[u32],
+    opts: GenerateOptions,
+) -> Result<Generation<'a>> {
     let cfg = model.config;
     if let Some(tokenizer) = tokenizer.filter(|t| t.vocab_size() > cfg.vocab_size) {
         return Err(Error::Input(format!(
@@ -106,7 +111,9 @@ pub fn generate<'a>(model: ModelView<'a>, tokenizer: Option<&'a Tokenizer>, prom
     }
     let mut prompt = prompt.to_vec();
     if prompt.is_empty() {
-        prompt.push(opts.stop_token.ok_or_else(|| Error::Input("empty prompt and no <|endoftext|> token to start from".into()))?);
+        prompt.push(opts.stop_token.ok_or_else(|| {
+            Error::Input("empty prompt and no <|endoftext|> token to start from".into())
+        })?);
     }
     let total = prompt.len() + opts.max_new_tokens;
     if total > cfg.n_ctx {
@@ -121,14 +128,23 @@ pub fn generate<'a>(model: ModelView<'a>, tokenizer: Option<&'a Tokenizer>, prom
             }
             Truncate::Left => {
                 if opts.max_new_tokens >= cfg.n_ctx {
-                    return Err(Error::Input(format!("{} new tokens leave no room for the prompt in a context of {}", opts.max_new_tokens, cfg.n_ctx)));
+                    return Err(Error::Input(format!(
+                        "{} new tokens leave no room for the prompt in a context of {}",
+                        opts.max_new_tokens, cfg.n_ctx
+                    )));
                 }
                 prompt.drain(..total - cfg.n_ctx);
             }
         }
     }
     let mut cache = KvCache::new(cfg, 1);
-    let next_logits = model.forward_cached(&mut cache, &[Segment { seq: 0, tokens: &prompt }])?;
+    let next_logits = model.forward_cached(
+        &mut cache,
+        &[Segment {
+            seq: 0,
+            tokens: &prompt,
+        }],
+    )?;
     let sampler = Sampler::new(opts.sampling.clone(), opts.seed)?;
     Ok(Generation {
         model,
@@ -165,13 +181,20 @@ impl Generation<'_> {
     /// Any bytes still held by the streaming decoder (an incomplete character at the end),
     /// decoded lossily. Call after the iterator is exhausted.
     pub fn finish_text(&mut self) -> String {
-        self.decoder.take().map(StreamDecoder::finish).unwrap_or_default()
+        self.decoder
+            .as_mut()
+            .map(StreamDecoder::finish)
+            .unwrap_or_default()
     }
 
     fn step(&mut self) -> Result<Generated> {
         // Ids the tokenizer cannot decode (padding rows of a larger embedding) are never sampled.
-        let vocab = self.tokenizer.map_or(self.next_logits.len(), |t| t.vocab_size());
-        self.next_logits[vocab..].iter_mut().for_each(|l| *l = f32::NEG_INFINITY);
+        let vocab = self
+            .tokenizer
+            .map_or(self.next_logits.len(), |t| t.vocab_size());
+        self.next_logits[vocab..]
+            .iter_mut()
+            .for_each(|l| *l = f32::NEG_INFINITY);
         let id = self.sampler.sample(&mut self.next_logits, &self.history)?;
         self.history.push(id);
         self.produced += 1;
@@ -182,12 +205,23 @@ impl Generation<'_> {
         self.text.push_str(&text);
         if Some(id) == self.opts.stop_token {
             self.stop = Some(StopReason::StopToken);
-        } else if self.opts.stop_strings.iter().any(|s| !s.is_empty() && self.text.contains(s.as_str())) {
+        } else if self
+            .opts
+            .stop_strings
+            .iter()
+            .any(|s| !s.is_empty() && self.text.contains(s.as_str()))
+        {
             self.stop = Some(StopReason::StopString);
         } else if self.produced >= self.opts.max_new_tokens {
             self.stop = Some(StopReason::MaxTokens);
         } else {
-            self.next_logits = self.model.forward_cached(&mut self.cache, &[Segment { seq: 0, tokens: &[id] }])?;
+            self.next_logits = self.model.forward_cached(
+                &mut self.cache,
+                &[Segment {
+                    seq: 0,
+                    tokens: &[id],
+                }],
+            )?;
         }
         Ok(Generated { id, text })
     }

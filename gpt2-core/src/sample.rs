@@ -26,26 +26,43 @@ pub struct SamplingParams {
 impl Default for SamplingParams {
     /// Temperature 1, no filters: plain ancestral sampling.
     fn default() -> Self {
-        SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0 }
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+        }
     }
 }
 
 impl SamplingParams {
     /// Greedy decoding.
     pub fn greedy() -> SamplingParams {
-        SamplingParams { temperature: 0.0, ..Default::default() }
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
     }
 
     /// Checks the ranges: temperature ≥ 0, 0 < top_p ≤ 1, repetition_penalty > 0, all finite.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(Error::Input(format!("temperature must be a finite number ≥ 0, got {}", self.temperature)));
+            return Err(Error::Input(format!(
+                "temperature must be a finite number ≥ 0, got {}",
+                self.temperature
+            )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Error::Input(format!("top_p must be in (0, 1], got {}", self.top_p)));
+            return Err(Error::Input(format!(
+                "top_p must be in (0, 1], got {}",
+                self.top_p
+            )));
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return Err(Error::Input(format!("repetition_penalty must be a finite number > 0, got {}", self.repetition_penalty)));
+            return Err(Error::Input(format!(
+                "repetition_penalty must be a finite number > 0, got {}",
+                self.repetition_penalty
+            )));
         }
         Ok(())
     }
@@ -85,7 +102,10 @@ pub fn top_k_filter(logits: &mut [f32], k: usize) {
     let mut vals = logits.to_vec();
     let (_, kth, _) = vals.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
     let kth = *kth;
-    logits.iter_mut().filter(|l| **l < kth).for_each(|l| *l = f32::NEG_INFINITY);
+    logits
+        .iter_mut()
+        .filter(|l| **l < kth)
+        .for_each(|l| *l = f32::NEG_INFINITY);
 }
 
 /// Hugging Face's `TopPLogitsWarper`: keeps the smallest set of most likely tokens whose
@@ -129,7 +149,11 @@ pub fn top_p_filter(logits: &mut [f32], p: f32) {
     };
     let mut kept = vec![false; logits.len()];
     idx[..keep].iter().for_each(|&i| kept[i] = true);
-    logits.iter_mut().zip(kept).filter(|(_, k)| !k).for_each(|(l, _)| *l = f32::NEG_INFINITY);
+    logits
+        .iter_mut()
+        .zip(kept)
+        .filter(|(_, k)| !k)
+        .for_each(|(l, _)| *l = f32::NEG_INFINITY);
 }
 
 /// The index of the largest logit (the first one on ties, as `torch.argmax`).
@@ -154,7 +178,10 @@ impl Sampler {
     /// A sampler whose draws are fixed by `seed`.
     pub fn new(params: SamplingParams, seed: u64) -> Result<Sampler> {
         params.validate()?;
-        Ok(Sampler { params, rng: Rng::new(seed) })
+        Ok(Sampler {
+            params,
+            rng: Rng::new(seed),
+        })
     }
 
     /// The parameters.
@@ -166,7 +193,9 @@ impl Sampler {
     /// (prompt and output so far) feeds the repetition penalty.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Result<u32> {
         if logits.is_empty() {
-            return Err(Error::Input("cannot sample from an empty logits row".into()));
+            return Err(Error::Input(
+                "cannot sample from an empty logits row".into(),
+            ));
         }
         if logits.iter().any(|l| l.is_nan()) {
             return Err(Error::Input("logits contain NaN".into()));
@@ -207,7 +236,11 @@ mod tests {
     use super::*;
 
     fn kept(l: &[f32]) -> Vec<usize> {
-        l.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, _)| i).collect()
+        l.iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(i, _)| i)
+            .collect()
     }
 
     #[test]
@@ -221,7 +254,12 @@ mod tests {
     fn top_p_keeps_the_smallest_set_reaching_p() {
         // probabilities 0.5, 0.3, 0.2 (as logits of their logs)
         let base: Vec<f32> = [0.5f32, 0.3, 0.2].iter().map(|p| p.ln()).collect();
-        for (p, want) in [(0.4, vec![0]), (0.5, vec![0]), (0.55, vec![0, 1]), (0.85, vec![0, 1, 2])] {
+        for (p, want) in [
+            (0.4, vec![0]),
+            (0.5, vec![0]),
+            (0.55, vec![0, 1]),
+            (0.85, vec![0, 1, 2]),
+        ] {
             let mut l = base.clone();
             top_p_filter(&mut l, p);
             assert_eq!(kept(&l), want, "p = {p}");
@@ -248,21 +286,49 @@ mod tests {
     #[test]
     fn same_seed_same_draws_and_greedy_is_argmax() {
         let logits: Vec<f32> = (0..50).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
-        let params = SamplingParams { temperature: 0.8, top_k: 20, top_p: 0.9, repetition_penalty: 1.1 };
+        let params = SamplingParams {
+            temperature: 0.8,
+            top_k: 20,
+            top_p: 0.9,
+            repetition_penalty: 1.1,
+        };
         let run = |seed| {
             let mut s = Sampler::new(params.clone(), seed).unwrap();
-            (0..20).map(|_| s.sample(&mut logits.clone(), &[1, 2]).unwrap()).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| s.sample(&mut logits.clone(), &[1, 2]).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
         let mut g = Sampler::new(SamplingParams::greedy(), 0).unwrap();
-        assert_eq!(g.sample(&mut logits.clone(), &[]).unwrap() as usize, argmax(&logits));
+        assert_eq!(
+            g.sample(&mut logits.clone(), &[]).unwrap() as usize,
+            argmax(&logits)
+        );
     }
 
     #[test]
     fn bad_params_and_nan_are_errors() {
-        assert!(Sampler::new(SamplingParams { top_p: 0.0, ..Default::default() }, 0).is_err());
-        assert!(Sampler::new(SamplingParams { temperature: -1.0, ..Default::default() }, 0).is_err());
+        assert!(
+            Sampler::new(
+                SamplingParams {
+                    top_p: 0.0,
+                    ..Default::default()
+                },
+                0
+            )
+            .is_err()
+        );
+        assert!(
+            Sampler::new(
+                SamplingParams {
+                    temperature: -1.0,
+                    ..Default::default()
+                },
+                0
+            )
+            .is_err()
+        );
         let mut s = Sampler::new(SamplingParams::default(), 0).unwrap();
         assert!(s.sample(&mut [f32::NAN, 1.0], &[]).is_err());
         assert!(s.sample(&mut [], &[]).is_err());

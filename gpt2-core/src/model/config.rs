@@ -87,12 +87,22 @@ impl Config {
             return Err(Error::Config(format!("{name} must be positive")));
         }
         if self.n_embd % self.n_head != 0 {
-            return Err(Error::Config(format!("n_embd {} is not divisible by n_head {}", self.n_embd, self.n_head)));
+            return Err(Error::Config(format!(
+                "n_embd {} is not divisible by n_head {}",
+                self.n_embd, self.n_head
+            )));
         }
         if self.vocab_size > u32::MAX as usize {
-            return Err(Error::Config(format!("vocab_size {} does not fit token ids of 32 bits", self.vocab_size)));
+            return Err(Error::Config(format!(
+                "vocab_size {} does not fit token ids of 32 bits",
+                self.vocab_size
+            )));
         }
-        for (name, p) in [("embd_pdrop", self.embd_pdrop), ("attn_pdrop", self.attn_pdrop), ("resid_pdrop", self.resid_pdrop)] {
+        for (name, p) in [
+            ("embd_pdrop", self.embd_pdrop),
+            ("attn_pdrop", self.attn_pdrop),
+            ("resid_pdrop", self.resid_pdrop),
+        ] {
             if !(0.0..1.0).contains(&p) {
                 return Err(Error::Config(format!("{name} must be in [0, 1), got {p}")));
             }
@@ -113,20 +123,28 @@ impl Config {
     /// untied embeddings) are errors, not silently ignored.
     pub fn from_hf_json(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let hf: HfConfig = serde_json::from_str(&text).map_err(|e| Error::format(path, format!("not a GPT-2 config.json: {e}")))?;
+        let hf: HfConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::format(path, format!("not a GPT-2 config.json: {e}")))?;
         let bad = |msg: String| Error::format(path, msg);
         if let Some(act) = &hf.activation_function {
             if !matches!(act.as_str(), "gelu_new" | "gelu_pytorch_tanh") {
-                return Err(bad(format!("activation_function {act:?} is not supported (GPT-2 uses \"gelu_new\")")));
+                return Err(bad(format!(
+                    "activation_function {act:?} is not supported (GPT-2 uses \"gelu_new\")"
+                )));
             }
         }
         if let Some(eps) = hf.layer_norm_epsilon {
             if (eps - 1e-5).abs() > 1e-12 {
-                return Err(bad(format!("layer_norm_epsilon {eps} is not supported (GPT-2 uses 1e-5)")));
+                return Err(bad(format!(
+                    "layer_norm_epsilon {eps} is not supported (GPT-2 uses 1e-5)"
+                )));
             }
         }
         for (flag, name) in [
-            (hf.scale_attn_by_inverse_layer_idx, "scale_attn_by_inverse_layer_idx"),
+            (
+                hf.scale_attn_by_inverse_layer_idx,
+                "scale_attn_by_inverse_layer_idx",
+            ),
             (hf.reorder_and_upcast_attn, "reorder_and_upcast_attn"),
             (hf.add_cross_attention, "add_cross_attention"),
         ] {
@@ -135,7 +153,10 @@ impl Config {
             }
         }
         if hf.scale_attn_weights == Some(false) || hf.tie_word_embeddings == Some(false) {
-            return Err(bad("scale_attn_weights = false and tie_word_embeddings = false are not supported".into()));
+            return Err(bad(
+                "scale_attn_weights = false and tie_word_embeddings = false are not supported"
+                    .into(),
+            ));
         }
         let n_embd = hf.n_embd.unwrap_or(768);
         let cfg = Config {
@@ -211,9 +232,15 @@ mod tests {
     #[test]
     fn default_is_gpt2_124m() {
         let c = Config::default();
-        assert_eq!((c.n_layer, c.n_head, c.n_embd, c.n_ctx, c.vocab_size), (12, 12, 768, 1024, 50257));
+        assert_eq!(
+            (c.n_layer, c.n_head, c.n_embd, c.n_ctx, c.vocab_size),
+            (12, 12, 768, 1024, 50257)
+        );
         assert_eq!(c.num_params(), 124_439_808);
-        assert_eq!(Config::named("gpt2-xl").unwrap().num_params(), 1_557_611_200);
+        assert_eq!(
+            Config::named("gpt2-xl").unwrap().num_params(),
+            1_557_611_200
+        );
     }
 
     #[test]
@@ -232,7 +259,11 @@ mod tests {
         c.n_ctx = 64;
         std::fs::write(&p, c.to_hf_json()).unwrap();
         assert_eq!(Config::from_hf_json(&p).unwrap(), c);
-        std::fs::write(&p, r#"{"n_embd": 96, "n_head": 3, "activation_function": "relu"}"#).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"n_embd": 96, "n_head": 3, "activation_function": "relu"}"#,
+        )
+        .unwrap();
         let e = Config::from_hf_json(&p).unwrap_err().to_string();
         assert!(e.contains("relu") && e.contains("config.json"), "{e}");
         std::fs::write(&p, "{not json").unwrap();

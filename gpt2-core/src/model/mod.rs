@@ -20,7 +20,9 @@ use gpt2_kernels::cpu::simd::Isa;
 pub use config::{Config, GPT2_HEAD_SIZE};
 pub use forward::{KvCache, Segment};
 pub use load::{LLMC_MAGIC, SAFETENSORS_FILE, find_in_hf_cache};
-pub use params::{BlockWeights, PARAMS_PER_BLOCK, ParamKind, ParamSlice, ParamSpec, Weights, param_specs};
+pub use params::{
+    BlockWeights, PARAMS_PER_BLOCK, ParamKind, ParamSlice, ParamSpec, Weights, param_specs,
+};
 
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
@@ -55,26 +57,54 @@ pub struct Gpt2 {
 impl Gpt2 {
     /// Assembles a model from its parameter tensors (in [`param_specs`] order), checking
     /// every shape and dtype.
-    pub fn from_params(config: Config, layout: WeightLayout, params: Vec<Tensor>, lm_head: Option<Tensor>) -> Result<Gpt2> {
+    pub fn from_params(
+        config: Config,
+        layout: WeightLayout,
+        params: Vec<Tensor>,
+        lm_head: Option<Tensor>,
+    ) -> Result<Gpt2> {
         config.validate()?;
         let wte_rows = params.first().map_or(0, |t| t.shape()[0]);
         let specs = param_specs(&config, layout, wte_rows);
         if params.len() != specs.len() {
-            return Err(Error::Shape(format!("{} parameter tensors, expected {}", params.len(), specs.len())));
+            return Err(Error::Shape(format!(
+                "{} parameter tensors, expected {}",
+                params.len(),
+                specs.len()
+            )));
         }
         for (spec, t) in specs.iter().zip(&params) {
             if t.shape() != spec.shape.as_slice() {
-                return Err(Error::Shape(format!("{}: shape {:?}, expected {:?}", spec.name, t.shape(), spec.shape)));
+                return Err(Error::Shape(format!(
+                    "{}: shape {:?}, expected {:?}",
+                    spec.name,
+                    t.shape(),
+                    spec.shape
+                )));
             }
-            let ok = t.dtype() == DType::F32 || (t.dtype() == DType::BF16 && spec.kind == ParamKind::Matmul);
+            let ok = t.dtype() == DType::F32
+                || (t.dtype() == DType::BF16 && spec.kind == ParamKind::Matmul);
             if !ok {
-                return Err(Error::DType { context: spec.name.clone(), expected: DType::F32, found: t.dtype() });
+                return Err(Error::DType {
+                    context: spec.name.clone(),
+                    expected: DType::F32,
+                    found: t.dtype(),
+                });
             }
         }
         if wte_rows < config.vocab_size {
-            return Err(Error::Shape(format!("wte has {wte_rows} rows for a vocabulary of {}", config.vocab_size)));
+            return Err(Error::Shape(format!(
+                "wte has {wte_rows} rows for a vocabulary of {}",
+                config.vocab_size
+            )));
         }
-        let model = Gpt2 { config, layout, params, lm_head, isa: Isa::best() };
+        let model = Gpt2 {
+            config,
+            layout,
+            params,
+            lm_head,
+            isa: Isa::best(),
+        };
         model.weights()?; // every slice must be reachable
         Ok(model)
     }
@@ -89,9 +119,13 @@ impl Gpt2 {
             .iter()
             .map(|s| {
                 let data: Vec<f32> = match s.kind {
-                    ParamKind::Vector if s.name.contains("ln_") && s.name.ends_with("weight") => vec![1.0; s.numel()],
+                    ParamKind::Vector if s.name.contains("ln_") && s.name.ends_with("weight") => {
+                        vec![1.0; s.numel()]
+                    }
                     ParamKind::Vector => vec![0.0; s.numel()],
-                    _ => (0..s.numel()).map(|_| 0.02 * rng.next_normal()).collect(),
+                    _ => (0..s.numel())
+                        .map(|_| (0.02 * rng.next_normal()) as f32)
+                        .collect(),
                 };
                 Tensor::from_vec(data, &s.shape)
             })
@@ -136,7 +170,11 @@ impl Gpt2 {
             }
         }
         if self.lm_head.is_none() {
-            self.lm_head = Some(self.params[0].narrow(0, 0, self.config.vocab_size)?.to_dtype(DType::BF16));
+            self.lm_head = Some(
+                self.params[0]
+                    .narrow(0, 0, self.config.vocab_size)?
+                    .to_dtype(DType::BF16),
+            );
         }
         Ok(self)
     }
@@ -145,20 +183,38 @@ impl Gpt2 {
     /// LM head): the numerator of the memory-bandwidth bound on decoding speed.
     pub fn weight_bytes_per_token(&self) -> usize {
         let specs = param_specs(&self.config, self.layout, self.params[0].shape()[0]);
-        let matmul: usize = specs.iter().zip(&self.params).filter(|(s, _)| s.kind == ParamKind::Matmul).map(|(_, t)| t.numel() * t.dtype().size()).sum();
-        let head = self.lm_head.as_ref().map_or(self.config.vocab_size * self.config.n_embd * 4, |t| t.numel() * t.dtype().size());
+        let matmul: usize = specs
+            .iter()
+            .zip(&self.params)
+            .filter(|(s, _)| s.kind == ParamKind::Matmul)
+            .map(|(_, t)| t.numel() * t.dtype().size())
+            .sum();
+        let head = self
+            .lm_head
+            .as_ref()
+            .map_or(self.config.vocab_size * self.config.n_embd * 4, |t| {
+                t.numel() * t.dtype().size()
+            });
         matmul + head
     }
 
     /// The model as the forward pass sees it (see [`ModelView::forward_full`] and
     /// [`ModelView::forward_cached`]).
     pub fn view(&self) -> Result<ModelView<'_>> {
-        Ok(ModelView { config: &self.config, weights: self.weights()?, isa: self.isa })
+        Ok(ModelView {
+            config: &self.config,
+            weights: self.weights()?,
+            isa: self.isa,
+        })
     }
 
     /// The borrowed view of all weights that the forward pass reads.
     pub fn weights(&self) -> Result<Weights<'_>> {
-        let slices = self.params.iter().map(slice_of).collect::<Result<Vec<_>>>()?;
+        let slices = self
+            .params
+            .iter()
+            .map(slice_of)
+            .collect::<Result<Vec<_>>>()?;
         let lm_head = self.lm_head.as_ref().map(slice_of).transpose()?;
         Weights::from_slices(&self.config, self.layout, &slices, lm_head)
     }

@@ -74,8 +74,16 @@ pub const PARAMS_PER_BLOCK: usize = BLOCK.len();
 pub fn param_specs(cfg: &Config, layout: WeightLayout, wte_rows: usize) -> Vec<ParamSpec> {
     let (c, f) = (cfg.n_embd, cfg.n_inner);
     let mut v = vec![
-        ParamSpec { name: "wte.weight".into(), shape: vec![wte_rows, c], kind: ParamKind::Embedding },
-        ParamSpec { name: "wpe.weight".into(), shape: vec![cfg.n_ctx, c], kind: ParamKind::Embedding },
+        ParamSpec {
+            name: "wte.weight".into(),
+            shape: vec![wte_rows, c],
+            kind: ParamKind::Embedding,
+        },
+        ParamSpec {
+            name: "wpe.weight".into(),
+            shape: vec![cfg.n_ctx, c],
+            kind: ParamKind::Embedding,
+        },
     ];
     for l in 0..cfg.n_layer {
         for (suffix, kind) in BLOCK {
@@ -93,11 +101,23 @@ pub fn param_specs(cfg: &Config, layout: WeightLayout, wte_rows: usize) -> Vec<P
                 (ParamKind::Matmul, WeightLayout::OutIn) => vec![shape[1], shape[0]],
                 _ => shape,
             };
-            v.push(ParamSpec { name: format!("h.{l}.{suffix}"), shape, kind });
+            v.push(ParamSpec {
+                name: format!("h.{l}.{suffix}"),
+                shape,
+                kind,
+            });
         }
     }
-    v.push(ParamSpec { name: "ln_f.weight".into(), shape: vec![c], kind: ParamKind::Vector });
-    v.push(ParamSpec { name: "ln_f.bias".into(), shape: vec![c], kind: ParamKind::Vector });
+    v.push(ParamSpec {
+        name: "ln_f.weight".into(),
+        shape: vec![c],
+        kind: ParamKind::Vector,
+    });
+    v.push(ParamSpec {
+        name: "ln_f.bias".into(),
+        shape: vec![c],
+        kind: ParamKind::Vector,
+    });
     v
 }
 
@@ -170,11 +190,18 @@ impl<'a> Weights<'a> {
     ) -> Result<Weights<'a>> {
         let n = 4 + PARAMS_PER_BLOCK * cfg.n_layer;
         if slices.len() != n {
-            return Err(Error::Shape(format!("expected {n} parameter tensors, got {}", slices.len())));
+            return Err(Error::Shape(format!(
+                "expected {n} parameter tensors, got {}",
+                slices.len()
+            )));
         }
         let wte_len = match slices[0] {
             ParamSlice::F32(s) => s.len(),
-            ParamSlice::Bf16(_) => return Err(Error::Shape("wte must be f32 for the embedding lookup".into())),
+            ParamSlice::Bf16(_) => {
+                return Err(Error::Shape(
+                    "wte must be f32 for the embedding lookup".into(),
+                ));
+            }
         };
         let specs = param_specs(cfg, layout, wte_len / cfg.n_embd.max(1));
         for (spec, s) in specs.iter().zip(slices) {
@@ -183,7 +210,10 @@ impl<'a> Weights<'a> {
                 ParamSlice::Bf16(s) => s.len(),
             };
             if len != spec.numel() {
-                return Err(Error::Shape(format!("{}: {len} elements, expected {:?}", spec.name, spec.shape)));
+                return Err(Error::Shape(format!(
+                    "{}: {len} elements, expected {:?}",
+                    spec.name, spec.shape
+                )));
             }
         }
         let vector = |i: usize| match slices[i] {
@@ -200,13 +230,30 @@ impl<'a> Weights<'a> {
         let wte = vector(0)?;
         let real_rows = cfg.vocab_size * cfg.n_embd;
         if wte.len() < real_rows {
-            return Err(Error::Shape(format!("wte has {} rows, fewer than the vocabulary of {}", wte.len() / cfg.n_embd, cfg.vocab_size)));
+            return Err(Error::Shape(format!(
+                "wte has {} rows, fewer than the vocabulary of {}",
+                wte.len() / cfg.n_embd,
+                cfg.vocab_size
+            )));
         }
         let lm_head = match lm_head {
-            None => Weight { data: WeightData::F32(&wte[..real_rows]), layout: WeightLayout::OutIn },
-            Some(ParamSlice::F32(s)) if s.len() == real_rows => Weight { data: WeightData::F32(s), layout: WeightLayout::OutIn },
-            Some(ParamSlice::Bf16(s)) if s.len() == real_rows => Weight { data: WeightData::Bf16(s), layout: WeightLayout::OutIn },
-            Some(_) => return Err(Error::Shape("lm_head must have vocab_size × n_embd elements".into())),
+            None => Weight {
+                data: WeightData::F32(&wte[..real_rows]),
+                layout: WeightLayout::OutIn,
+            },
+            Some(ParamSlice::F32(s)) if s.len() == real_rows => Weight {
+                data: WeightData::F32(s),
+                layout: WeightLayout::OutIn,
+            },
+            Some(ParamSlice::Bf16(s)) if s.len() == real_rows => Weight {
+                data: WeightData::Bf16(s),
+                layout: WeightLayout::OutIn,
+            },
+            Some(_) => {
+                return Err(Error::Shape(
+                    "lm_head must have vocab_size × n_embd elements".into(),
+                ));
+            }
         };
         let mut blocks = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
@@ -226,7 +273,14 @@ impl<'a> Weights<'a> {
                 mlp_proj_b: vector(b + 11)?,
             });
         }
-        Ok(Weights { wte, wpe: vector(1)?, blocks, ln_f_w: vector(n - 2)?, ln_f_b: vector(n - 1)?, lm_head })
+        Ok(Weights {
+            wte,
+            wpe: vector(1)?,
+            blocks,
+            ln_f_w: vector(n - 2)?,
+            ln_f_b: vector(n - 1)?,
+            lm_head,
+        })
     }
 }
 
@@ -239,7 +293,10 @@ mod tests {
         let cfg = Config::default();
         let specs = param_specs(&cfg, WeightLayout::InOut, cfg.vocab_size);
         assert_eq!(specs.len(), 4 + 12 * 12);
-        assert_eq!(specs.iter().map(ParamSpec::numel).sum::<usize>(), cfg.num_params());
+        assert_eq!(
+            specs.iter().map(ParamSpec::numel).sum::<usize>(),
+            cfg.num_params()
+        );
         assert_eq!(specs[4].name, "h.0.attn.c_attn.weight");
         assert_eq!(specs[4].shape, vec![768, 2304]);
         let linear = param_specs(&cfg, WeightLayout::OutIn, cfg.vocab_size);

@@ -10,10 +10,19 @@ use super::params::Weights;
 use crate::error::{Error, Result};
 
 /// `tokens` (B, T) → logits (B, T, V), naively.
-pub fn forward(cfg: &Config, w: &Weights<'_>, tokens: &[u32], b: usize, t: usize) -> Result<Vec<f32>> {
+pub fn forward(
+    cfg: &Config,
+    w: &Weights<'_>,
+    tokens: &[u32],
+    b: usize,
+    t: usize,
+) -> Result<Vec<f32>> {
     let (c, f, nh, v) = (cfg.n_embd, cfg.n_inner, cfg.n_head, cfg.vocab_size);
     if tokens.len() != b * t || t == 0 || t > cfg.n_ctx {
-        return Err(Error::Input(format!("{} tokens do not form a (B={b}, T={t}) batch within the context", tokens.len())));
+        return Err(Error::Input(format!(
+            "{} tokens do not form a (B={b}, T={t}) batch within the context",
+            tokens.len()
+        )));
     }
     let n = b * t;
     let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
@@ -36,7 +45,14 @@ pub fn forward(cfg: &Config, w: &Weights<'_>, tokens: &[u32], b: usize, t: usize
         matmul::reference::forward(&mut fc, &ln, bw.c_fc_w, Some(bw.c_fc_b), c, f)?;
         let mut fc_gelu = vec![0.0; n * f];
         gelu::reference::forward(&mut fc_gelu, &fc)?;
-        matmul::reference::forward(&mut proj, &fc_gelu, bw.mlp_proj_w, Some(bw.mlp_proj_b), f, c)?;
+        matmul::reference::forward(
+            &mut proj,
+            &fc_gelu,
+            bw.mlp_proj_w,
+            Some(bw.mlp_proj_b),
+            f,
+            c,
+        )?;
         residual::reference::forward(&mut x, &x2, &proj)?;
     }
     let mut ln = vec![0.0; n * c];

@@ -32,17 +32,10 @@ pub struct Tensor {
     layout: Layout,
 }
 
-/// Element types a tensor can hold and hand out as slices (`f32`, `bf16`, `f16`).
-pub trait TensorElement: Element + storage_private::Sealed {}
-impl<T: Element + storage_private::Sealed> TensorElement for T {}
-
-mod storage_private {
-    /// Seals [`super::TensorElement`] to the three element types our storage knows.
-    pub trait Sealed: super::storage::IntoOwned {}
-    impl Sealed for f32 {}
-    impl Sealed for half::bf16 {}
-    impl Sealed for half::f16 {}
-}
+/// Element types a tensor can hold and hand out as slices (`f32`, `bf16`, `f16`). Sealed:
+/// its supertrait lives in a private module, so only those three implement it.
+pub trait TensorElement: Element + IntoOwned {}
+impl<T: Element + IntoOwned> TensorElement for T {}
 
 impl Tensor {
     /// A contiguous tensor that owns `data`, viewed with `shape`.

@@ -27,9 +27,10 @@ impl std::fmt::Display for Device {
     }
 }
 
-/// An owned, typed element buffer.
+/// An owned, typed element buffer (`pub` only so that the sealing trait can name it; the
+/// module is private).
 #[derive(Debug, Clone)]
-pub(crate) enum OwnedBuf {
+pub enum OwnedBuf {
     F32(Vec<f32>),
     BF16(Vec<bf16>),
     F16(Vec<f16>),
@@ -68,8 +69,9 @@ impl OwnedBuf {
     }
 }
 
-/// Conversion between a typed `Vec` and [`OwnedBuf`], one impl per element type.
-pub(crate) trait IntoOwned: Element {
+/// Conversion between a typed `Vec` and [`OwnedBuf`], one impl per element type. `pub` in
+/// a private module: it seals `TensorElement`.
+pub trait IntoOwned: Element {
     fn into_owned(v: Vec<Self>) -> OwnedBuf;
     fn owned_slice(b: &OwnedBuf) -> Option<&[Self]>;
     fn owned_slice_mut(b: &mut OwnedBuf) -> Option<&mut [Self]>;
