@@ -80,7 +80,22 @@ struct Head<'a> {
     hs: usize,
 }
 
-impl Head<'_> {
+impl<'a> Head<'a> {
+    /// Head `bh % NH` of sequence `bh / NH` of a packed `(B, T, 3C)` `qkv`.
+    fn of_qkv(qkv: &'a [f32], bh: usize, (t, c, nh): (usize, usize, usize)) -> Self {
+        let (bi, h, hs) = (bh / nh, bh % nh, c / nh);
+        let x = &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c];
+        let (q, k, v) = (&x[h * hs..], &x[c + h * hs..], &x[2 * c + h * hs..]);
+        Head {
+            q,
+            q_rs: 3 * c,
+            k,
+            v,
+            kv_rs: 3 * c,
+            hs,
+        }
+    }
+
     /// Rows `j0..j0 + n` of the keys and of the values, in place.
     fn kv_rows(&self, j0: usize, n: usize) -> (MatRef<'_>, MatRef<'_>) {
         let k = MatRef::rows(&self.k[j0 * self.kv_rs..], (n, self.hs), self.kv_rs);
@@ -227,16 +242,7 @@ pub fn forward(
     let heads: Vec<(Vec<f32>, Vec<f32>)> = (0..b * nh)
         .into_par_iter()
         .map(|bh| {
-            let (bi, h) = (bh / nh, bh % nh);
-            let x = &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c];
-            let head = Head {
-                q: &x[h * hs..],
-                q_rs: 3 * c,
-                k: &x[c + h * hs..],
-                v: &x[2 * c + h * hs..],
-                kv_rs: 3 * c,
-                hs,
-            };
+            let head = Head::of_qkv(qkv, bh, (t, c, nh));
             let (mut o, mut l) = (vec![0.0; t * hs], vec![0.0; t]);
             attend(isa, &head, 0, &mut o, &mut l);
             (o, l)
@@ -421,15 +427,7 @@ pub fn backward(
         .into_par_iter()
         .map(|bh| {
             let (bi, h) = (bh / nh, bh % nh);
-            let x = &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c];
-            let head = Head {
-                q: &x[h * hs..],
-                q_rs: 3 * c,
-                k: &x[c + h * hs..],
-                v: &x[2 * c + h * hs..],
-                kv_rs: 3 * c,
-                hs,
-            };
+            let head = Head::of_qkv(qkv, bh, (t, c, nh));
             let rows = bi * t * c + h * hs..(bi + 1) * t * c;
             head_backward(
                 isa,
