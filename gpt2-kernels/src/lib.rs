@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod cpu;
+pub mod cuda;
 mod error;
 
 pub use error::{KernelError, Result};
