@@ -27,5 +27,6 @@
 pub mod cpu;
 pub mod cuda;
 mod error;
+pub mod rng;
 
 pub use error::{KernelError, Result};

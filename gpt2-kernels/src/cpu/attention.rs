@@ -1,0 +1,507 @@
+//! Causal multi-head self-attention, flash style: scores are made one block at a time
+//! and folded into the output with an online softmax, so the `(T, T)` matrix never
+//! exists; the backward recomputes each block of probabilities from the saved
+//! log-sum-exp.
+//!
+//! Shapes: `qkv` `(B, T, 3C)` is GPT-2's `c_attn` output: queries in columns `[0, C)`,
+//! keys in `[C, 2C)`, values in `[2C, 3C)`; head `h` uses columns `h·HS..(h+1)·HS` of
+//! each (`HS = C / NH`). `out` `(B, T, C)` has head `h` in columns `h·HS..(h+1)·HS`.
+//! `lse` `(B, NH, T)` is `log Σ_{j ≤ i} e^{s_ij}` with `s_ij = q_i·k_j / √HS`.
+//!
+//! ## Algorithm (per batch, head and block of 64 queries)
+//! For each block of 64 keys up to the diagonal: `S = Q·Kᵀ/√HS` (a block of
+//! dot products, `gemm_nt`), mask keys after each query, update the running row max
+//! `m` and sum `l`, rescale the output rows by `e^{m_old − m_new}` and add `P·V`
+//! (`gemm_acc`). At the end `out = O / l` and `lse = m + ln l`. One thread holds one
+//! `BLOCK × BLOCK` block of scores.
+//!
+//! The backward (FlashAttention-2's) walks key blocks and, for each, the query blocks
+//! at or below the diagonal: `P = e^{S − lse}`, `dV += Pᵀ·dO`, `dP = dO·Vᵀ`,
+//! `dS = P ⊙ (dP − D)/√HS` with `D_i = dO_i·O_i`, `dQ += dS·K`, `dK += dSᵀ·Q`.
+//!
+//! Tasks — (batch, head, query block) forward, (batch, head) backward — write to
+//! private buffers that are then added into the outputs by batch row, so every sum is
+//! made in the same order whatever the number of threads.
+
+use rayon::prelude::*;
+
+use super::rows_of;
+use super::simd::{Isa, MatMut, MatRef};
+use crate::error::check_len;
+use crate::{KernelError, Result};
+
+/// Queries per forward task and keys per block of scores (both directions).
+const BLOCK: usize = 64;
+
+/// Checks the shapes of `forward`/`backward`; returns `(C, HS)`, or `None` if there
+/// is nothing to do (`B·T = 0`).
+fn check(
+    op: &'static str,
+    (out, lse, qkv): (usize, usize, usize),
+    b: usize,
+    t: usize,
+    nh: usize,
+) -> Result<Option<(usize, usize)>> {
+    if b * t == 0 {
+        check_len(op, "out", out, 0)?;
+        check_len(op, "lse", lse, 0)?;
+        check_len(op, "qkv", qkv, 0)?;
+        return Ok(None);
+    }
+    let c = rows_of(op, "qkv", qkv, 3 * b * t)?;
+    let hs = head_size(op, c, nh)?;
+    check_len(op, "out", out, b * t * c)?;
+    check_len(op, "lse", lse, b * nh * t)?;
+    Ok(Some((c, hs)))
+}
+
+/// `C / NH`, if `NH ≥ 1` divides `C`.
+fn head_size(op: &'static str, c: usize, nh: usize) -> Result<usize> {
+    if nh == 0 || !c.is_multiple_of(nh) {
+        return Err(KernelError::Shape {
+            op,
+            msg: format!("C = {c} is not divisible into NH = {nh} heads"),
+        });
+    }
+    Ok(c / nh)
+}
+
+/// One head's operands: query `i` is `q[i·q_rs..][..hs]`, key/value `j` is
+/// `k[j·kv_rs..][..hs]` / `v[j·kv_rs..][..hs]`.
+struct Head<'a> {
+    q: &'a [f32],
+    q_rs: usize,
+    k: &'a [f32],
+    v: &'a [f32],
+    kv_rs: usize,
+    hs: usize,
+}
+
+impl Head<'_> {
+    /// Rows `j0..j0 + n` of the keys and of the values.
+    fn kv_rows(&self, j0: usize, n: usize) -> (MatRef<'_>, MatRef<'_>) {
+        let k = MatRef::rows(&self.k[j0 * self.kv_rs..], (n, self.hs), self.kv_rs);
+        let v = MatRef::rows(&self.v[j0 * self.kv_rs..], (n, self.hs), self.kv_rs);
+        (k, v)
+    }
+}
+
+/// How many of the keys `kb..kb + nk` a query at absolute position `pos` sees.
+#[inline]
+fn visible(pos: usize, kb: usize, nk: usize) -> usize {
+    (pos + 1).saturating_sub(kb).min(nk)
+}
+
+/// The shared forward inner routine: queries `0..rows` of `head` at absolute positions
+/// `pos0..pos0 + rows` attend keys `0..=pos`. Writes `o` `(rows, HS)` and `lse` `(rows)`.
+fn attend(isa: Isa, head: &Head, pos0: usize, o: &mut [f32], lse: &mut [f32]) {
+    let (rows, hs) = (lse.len(), head.hs);
+    let scale = 1.0 / (hs as f32).sqrt();
+    let q = MatRef::rows(head.q, (rows, hs), head.q_rs);
+    let mut m = vec![f32::NEG_INFINITY; rows];
+    let mut l = vec![0.0f32; rows];
+    let mut s = vec![0.0f32; rows * BLOCK];
+    o.fill(0.0);
+    let n_keys = pos0 + rows;
+    for kb in (0..n_keys).step_by(BLOCK) {
+        let nk = BLOCK.min(n_keys - kb);
+        let s = &mut s[..rows * nk];
+        let (k, v) = head.kv_rows(kb, nk);
+        isa.gemm_nt(MatMut::new(s, (rows, nk), nk), q, k, scale);
+        for (i, row) in s.chunks_mut(nk).enumerate() {
+            let (live, masked) = row.split_at_mut(visible(pos0 + i, kb, nk));
+            masked.fill(0.0);
+            if live.is_empty() {
+                continue;
+            }
+            // Online softmax: rescale what was summed under the old max.
+            let m_new = m[i].max(isa.max(live));
+            let alpha = (m[i] - m_new).exp(); // 0 on the first block, where m = -inf
+            l[i] = l[i] * alpha + isa.exp_shift(live, m_new);
+            if alpha != 1.0 {
+                isa.scale(&mut o[i * hs..(i + 1) * hs], alpha);
+            }
+            m[i] = m_new;
+        }
+        isa.gemm_acc(
+            MatMut::new(o, (rows, hs), hs),
+            MatRef::rows(s, (rows, nk), nk),
+            v,
+        );
+    }
+    for (i, oi) in o.chunks_mut(hs).enumerate() {
+        isa.scale(oi, 1.0 / l[i]);
+        lse[i] = m[i] + l[i].ln();
+    }
+}
+
+/// Causal self-attention of `qkv`, writing `out` and the log-sum-exp `lse`.
+pub fn forward(
+    isa: Isa,
+    out: &mut [f32],
+    lse: &mut [f32],
+    qkv: &[f32],
+    b: usize,
+    t: usize,
+    nh: usize,
+) -> Result<()> {
+    let Some((c, hs)) = check(
+        "attention::forward",
+        (out.len(), lse.len(), qkv.len()),
+        b,
+        t,
+        nh,
+    )?
+    else {
+        return Ok(());
+    };
+    let n_qb = t.div_ceil(BLOCK);
+    let tiles: Vec<(Vec<f32>, Vec<f32>)> = (0..b * nh * n_qb)
+        .into_par_iter()
+        .map(|task| {
+            let (bh, qb) = (task / n_qb, task % n_qb);
+            let (bi, h) = (bh / nh, bh % nh);
+            let (i0, rows) = (qb * BLOCK, BLOCK.min(t - qb * BLOCK));
+            let x = &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c];
+            let head = Head {
+                q: &x[i0 * 3 * c + h * hs..],
+                q_rs: 3 * c,
+                k: &x[c + h * hs..],
+                v: &x[2 * c + h * hs..],
+                kv_rs: 3 * c,
+                hs,
+            };
+            let (mut o, mut l) = (vec![0.0; rows * hs], vec![0.0; rows]);
+            attend(isa, &head, i0, &mut o, &mut l);
+            (o, l)
+        })
+        .collect();
+    out.par_chunks_mut(t * c)
+        .zip(lse.par_chunks_mut(nh * t))
+        .enumerate()
+        .for_each(|(bi, (out, lse))| {
+            for h in 0..nh {
+                for qb in 0..n_qb {
+                    let (o, l) = &tiles[(bi * nh + h) * n_qb + qb];
+                    let i0 = qb * BLOCK;
+                    for (r, orow) in o.chunks(hs).enumerate() {
+                        out[(i0 + r) * c + h * hs..][..hs].copy_from_slice(orow);
+                    }
+                    lse[h * t + i0..][..l.len()].copy_from_slice(l);
+                }
+            }
+        });
+    Ok(())
+}
+
+/// Attention of `Tq = out.len() / c` new queries of one sequence against a KV cache:
+/// query `i` (row `i` of `q`, at offset `i·q_stride`, first `C` values) sits at
+/// absolute position `kv_len − Tq + i` and attends keys/values `0..=` that position,
+/// rows of `k_cache`/`v_cache` (row stride `C`; the caches may be longer than
+/// `kv_len`, e.g. allocated for the whole context). The inner routine is the one of
+/// [`forward`].
+#[allow(clippy::too_many_arguments)] // the operands of a cached decoding step
+pub fn forward_cached(
+    isa: Isa,
+    out: &mut [f32],
+    q: &[f32],
+    q_stride: usize,
+    k_cache: &[f32],
+    v_cache: &[f32],
+    kv_len: usize,
+    c: usize,
+    nh: usize,
+) -> Result<()> {
+    let op = "attention::forward_cached";
+    let tq = rows_of(op, "out", out.len(), c)?;
+    let hs = head_size(op, c, nh)?;
+    if tq == 0 {
+        return Ok(());
+    }
+    let fail = |msg: String| Err(KernelError::Shape { op, msg });
+    if q_stride < c || q.len() < (tq - 1) * q_stride + c {
+        return fail(format!(
+            "`q` ({} elements, stride {q_stride}) does not hold {tq} rows of C = {c}",
+            q.len()
+        ));
+    }
+    if tq > kv_len {
+        return fail(format!(
+            "{tq} queries but only kv_len = {kv_len} cached positions"
+        ));
+    }
+    for (name, cache) in [("k_cache", k_cache), ("v_cache", v_cache)] {
+        if cache.len() < kv_len * c {
+            return fail(format!(
+                "`{name}` has {} elements, fewer than kv_len·C = {}",
+                cache.len(),
+                kv_len * c
+            ));
+        }
+    }
+    let n_qb = tq.div_ceil(BLOCK);
+    let tiles: Vec<Vec<f32>> = (0..nh * n_qb)
+        .into_par_iter()
+        .map(|task| {
+            let (h, qb) = (task / n_qb, task % n_qb);
+            let (i0, rows) = (qb * BLOCK, BLOCK.min(tq - qb * BLOCK));
+            let head = Head {
+                q: &q[i0 * q_stride + h * hs..],
+                q_rs: q_stride,
+                k: &k_cache[h * hs..],
+                v: &v_cache[h * hs..],
+                kv_rs: c,
+                hs,
+            };
+            let (mut o, mut lse) = (vec![0.0; rows * hs], vec![0.0; rows]);
+            attend(isa, &head, kv_len - tq + i0, &mut o, &mut lse);
+            o
+        })
+        .collect();
+    for (task, o) in tiles.iter().enumerate() {
+        let (h, qb) = (task / n_qb, task % n_qb);
+        for (r, orow) in o.chunks(hs).enumerate() {
+            out[(qb * BLOCK + r) * c + h * hs..][..hs].copy_from_slice(orow);
+        }
+    }
+    Ok(())
+}
+
+/// One head's gradients `[dQ | dK | dV]`, each `(T, HS)`. `dout`/`out` are the head's
+/// columns of `(T, C)` rows (stride `c`), `lse` its `(T)` log-sum-exps.
+fn head_backward(
+    isa: Isa,
+    head: &Head,
+    (dout, out, c): (&[f32], &[f32], usize),
+    lse: &[f32],
+) -> Vec<f32> {
+    let (t, hs) = (lse.len(), head.hs);
+    let scale = 1.0 / (hs as f32).sqrt();
+    // D_i = dO_i · O_i = Σ_j P_ij dP_ij, the softmax backward's row constant.
+    let d: Vec<f32> = (0..t)
+        .map(|i| isa.dot(&dout[i * c..][..hs], &out[i * c..][..hs]))
+        .collect();
+    let mut grads = vec![0.0f32; 3 * t * hs];
+    let (dq, dkv) = grads.split_at_mut(t * hs);
+    let (dk, dv) = dkv.split_at_mut(t * hs);
+    let mut p = vec![0.0f32; BLOCK * BLOCK];
+    let mut ds = vec![0.0f32; BLOCK * BLOCK];
+    for kb in (0..t).step_by(BLOCK) {
+        let nk = BLOCK.min(t - kb);
+        let (k, v) = head.kv_rows(kb, nk);
+        // Query blocks at or below the diagonal (blocks of queries and keys coincide).
+        for qb in (kb..t).step_by(BLOCK) {
+            let rows = BLOCK.min(t - qb);
+            let q = MatRef::rows(&head.q[qb * head.q_rs..], (rows, hs), head.q_rs);
+            let dout_blk = MatRef::rows(&dout[qb * c..], (rows, hs), c);
+            let (p, ds) = (&mut p[..rows * nk], &mut ds[..rows * nk]);
+            isa.gemm_nt(MatMut::new(p, (rows, nk), nk), q, k, scale);
+            for (i, row) in p.chunks_mut(nk).enumerate() {
+                let (live, masked) = row.split_at_mut(visible(qb + i, kb, nk));
+                isa.exp_shift(live, lse[qb + i]);
+                masked.fill(0.0);
+            }
+            let p_t = MatRef::rows(p, (rows, nk), nk).t();
+            isa.gemm_acc(MatMut::new(&mut dv[kb * hs..], (nk, hs), hs), p_t, dout_blk);
+            isa.gemm_nt(MatMut::new(ds, (rows, nk), nk), dout_blk, v, 1.0);
+            for (i, (dsi, pi)) in ds.chunks_mut(nk).zip(p.chunks(nk)).enumerate() {
+                isa.softmax_vjp(dsi, pi, d[qb + i]);
+                isa.scale(dsi, scale);
+            }
+            let ds_m = MatRef::rows(ds, (rows, nk), nk);
+            isa.gemm_acc(MatMut::new(&mut dq[qb * hs..], (rows, hs), hs), ds_m, k);
+            isa.gemm_acc(MatMut::new(&mut dk[kb * hs..], (nk, hs), hs), ds_m.t(), q);
+        }
+    }
+    grads
+}
+
+/// Accumulates `dqkv` from `dout`, recomputing the probabilities from `qkv` and the
+/// forward's `lse`; `out` is the forward's output (for `D = rowsum(dout ⊙ out)`).
+#[allow(clippy::too_many_arguments)] // the op's operands, as in llm.c
+pub fn backward(
+    isa: Isa,
+    dqkv: &mut [f32],
+    dout: &[f32],
+    qkv: &[f32],
+    out: &[f32],
+    lse: &[f32],
+    b: usize,
+    t: usize,
+    nh: usize,
+) -> Result<()> {
+    let op = "attention::backward";
+    let Some((c, hs)) = check(op, (out.len(), lse.len(), qkv.len()), b, t, nh)? else {
+        check_len(op, "dqkv", dqkv.len(), 0)?;
+        return check_len(op, "dout", dout.len(), 0);
+    };
+    check_len(op, "dqkv", dqkv.len(), qkv.len())?;
+    check_len(op, "dout", dout.len(), out.len())?;
+    let per_head: Vec<Vec<f32>> = (0..b * nh)
+        .into_par_iter()
+        .map(|bh| {
+            let (bi, h) = (bh / nh, bh % nh);
+            let x = &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c];
+            let head = Head {
+                q: &x[h * hs..],
+                q_rs: 3 * c,
+                k: &x[c + h * hs..],
+                v: &x[2 * c + h * hs..],
+                kv_rs: 3 * c,
+                hs,
+            };
+            let rows = bi * t * c + h * hs..(bi + 1) * t * c;
+            head_backward(
+                isa,
+                &head,
+                (&dout[rows.clone()], &out[rows], c),
+                &lse[bh * t..(bh + 1) * t],
+            )
+        })
+        .collect();
+    dqkv.par_chunks_mut(t * 3 * c)
+        .enumerate()
+        .for_each(|(bi, dx)| {
+            for h in 0..nh {
+                let grads = &per_head[bi * nh + h];
+                for (part, g) in grads.chunks(t * hs).enumerate() {
+                    for (i, gi) in g.chunks(hs).enumerate() {
+                        isa.axpy(&mut dx[i * 3 * c + part * c + h * hs..][..hs], 1.0, gi);
+                    }
+                }
+            }
+        });
+    Ok(())
+}
+
+/// The naive, materialised attention: the full `(T, T)` scores per (batch, head),
+/// softmax, then `att·V`, generic over the float type (see [`super::real`]). The
+/// peer of the flash kernels in tests and benches.
+pub mod reference {
+    use super::check;
+    use crate::Result;
+    use crate::cpu::real::Real;
+    use crate::error::check_len;
+
+    /// The causal softmax probabilities `att (T, T)` (zero above the diagonal) of
+    /// batch `bi`, head `h`, and each row's log-sum-exp.
+    fn probabilities<F: Real>(
+        qkv: &[F],
+        (bi, h): (usize, usize),
+        t: usize,
+        (c, hs): (usize, usize),
+    ) -> (Vec<F>, Vec<F>) {
+        let scale = F::ONE / F::from_f64(hs as f64).sqrt();
+        let at =
+            |i: usize, part: usize, d: usize| qkv[(bi * t + i) * 3 * c + part * c + h * hs + d];
+        let mut att = vec![F::ZERO; t * t];
+        let mut lse = vec![F::ZERO; t];
+        for i in 0..t {
+            let row = &mut att[i * t..(i + 1) * t];
+            let mut m = F::NEG_INFINITY;
+            for (j, s) in row[..=i].iter_mut().enumerate() {
+                let mut dot = F::ZERO;
+                for d in 0..hs {
+                    dot += at(i, 0, d) * at(j, 1, d);
+                }
+                *s = dot * scale;
+                m = m.max(*s);
+            }
+            let mut sum = F::ZERO;
+            for x in &mut row[..=i] {
+                *x = (*x - m).exp();
+                sum += *x;
+            }
+            for x in &mut row[..=i] {
+                *x = *x / sum;
+            }
+            lse[i] = m + sum.ln();
+        }
+        (att, lse)
+    }
+
+    /// As [`super::forward`].
+    pub fn forward<F: Real>(
+        out: &mut [F],
+        lse: &mut [F],
+        qkv: &[F],
+        b: usize,
+        t: usize,
+        nh: usize,
+    ) -> Result<()> {
+        let op = "attention::reference::forward";
+        let Some((c, hs)) = check(op, (out.len(), lse.len(), qkv.len()), b, t, nh)? else {
+            return Ok(());
+        };
+        for bi in 0..b {
+            for h in 0..nh {
+                let (att, l) = probabilities(qkv, (bi, h), t, (c, hs));
+                lse[(bi * nh + h) * t..][..t].copy_from_slice(&l);
+                for i in 0..t {
+                    for d in 0..hs {
+                        let mut acc = F::ZERO;
+                        for j in 0..=i {
+                            acc += att[i * t + j] * qkv[(bi * t + j) * 3 * c + 2 * c + h * hs + d];
+                        }
+                        out[(bi * t + i) * c + h * hs + d] = acc;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// As [`super::backward`], by the chain rule through the materialised `att`,
+    /// recomputed from `qkv` (`out` and `lse` are checked but not used, which keeps this
+    /// an independent check of the flash backward's use of them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward<F: Real>(
+        dqkv: &mut [F],
+        dout: &[F],
+        qkv: &[F],
+        out: &[F],
+        lse: &[F],
+        b: usize,
+        t: usize,
+        nh: usize,
+    ) -> Result<()> {
+        let op = "attention::reference::backward";
+        let Some((c, hs)) = check(op, (out.len(), lse.len(), qkv.len()), b, t, nh)? else {
+            return Ok(());
+        };
+        check_len(op, "dqkv", dqkv.len(), qkv.len())?;
+        check_len(op, "dout", dout.len(), out.len())?;
+        let scale = F::ONE / F::from_f64(hs as f64).sqrt();
+        let idx = |bi: usize, i: usize, part: usize, d: usize| (bi * t + i) * 3 * c + part * c + d;
+        for bi in 0..b {
+            for h in 0..nh {
+                let (att, _) = probabilities(qkv, (bi, h), t, (c, hs));
+                let o = h * hs;
+                let dout_at = |i: usize, d: usize| dout[(bi * t + i) * c + o + d];
+                for i in 0..t {
+                    // datt_ij = dout_i · v_j; dpreatt = att ⊙ (datt − Σ_k att_ik datt_ik).
+                    let mut datt = vec![F::ZERO; i + 1];
+                    for (j, dj) in datt.iter_mut().enumerate() {
+                        for d in 0..hs {
+                            *dj += dout_at(i, d) * qkv[idx(bi, j, 2, o + d)];
+                        }
+                    }
+                    let mut dot = F::ZERO;
+                    for j in 0..=i {
+                        dot += att[i * t + j] * datt[j];
+                    }
+                    for j in 0..=i {
+                        let a = att[i * t + j];
+                        let dpre = a * (datt[j] - dot) * scale;
+                        for d in 0..hs {
+                            dqkv[idx(bi, i, 0, o + d)] += dpre * qkv[idx(bi, j, 1, o + d)];
+                            dqkv[idx(bi, j, 1, o + d)] += dpre * qkv[idx(bi, i, 0, o + d)];
+                            dqkv[idx(bi, j, 2, o + d)] += a * dout_at(i, d);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
