@@ -1,5 +1,6 @@
 //! AdamW on the GPU; the twin of [`crate::cpu::adamw`] (torch.optim.AdamW's order of
-//! operations, per-step coefficients computed in f64 and rounded to f32 once).
+//! operations; the per-step coefficients are the CPU's, computed in f64 and rounded to
+//! f32 once).
 //!
 //! Parameters, `m` and `v` are f32 (master weights); gradients are f32 or bf16.
 //! [`step_with_bf16_copy`] also writes the updated weights as bf16, for a bf16 forward.
@@ -10,9 +11,9 @@ use half::bf16;
 use super::module::{Arg, Kernels, Module, kernels, ptx_module};
 use super::runtime::{blocks, elementwise};
 use super::{Gpu, GpuBuf, GpuFloat};
-use crate::cpu::adamw::AdamWParams;
+use crate::Result;
+use crate::cpu::adamw::{self as cpu, AdamWParams};
 use crate::error::check_len;
-use crate::{KernelError, Result};
 
 static MODULE: Module = ptx_module!("adamw");
 const STEP: Kernels = kernels!("adamw_step");
@@ -23,37 +24,6 @@ const SUM_PARTIALS: &str = "adamw_sum_partials";
 /// Most blocks of [`sum_of_squares`]'s first pass: the number of partial sums. It depends
 /// only on the length, so the summation order (and the result) does too.
 const MAX_PARTIALS: usize = 1024;
-
-/// The kernel's per-step constants, in its parameter order: `decay`, `1 − β1`, `β2`,
-/// `1 − β2`, `√(1 − β2^t)`, `lr / (1 − β1^t)`, `eps`. Computed in f64 and rounded once,
-/// exactly as the CPU twin does. Checks the step and the lengths.
-fn coefficients(
-    op: &'static str,
-    (params, grads, m, v): (usize, usize, usize, usize),
-    hp: &AdamWParams,
-    step: u64,
-    weight_decay: f32,
-) -> Result<[f32; 7]> {
-    check_len(op, "grads", grads, params)?;
-    check_len(op, "m", m, params)?;
-    check_len(op, "v", v, params)?;
-    if step == 0 {
-        let msg = "AdamW steps are counted from 1, got step 0".into();
-        return Err(KernelError::Shape { op, msg });
-    }
-    let t = step as f64;
-    let bias_correction1 = 1.0 - hp.beta1.powf(t);
-    let bias_correction2 = 1.0 - hp.beta2.powf(t);
-    Ok([
-        (1.0 - hp.lr * f64::from(weight_decay)) as f32,
-        (1.0 - hp.beta1) as f32,
-        hp.beta2 as f32,
-        (1.0 - hp.beta2) as f32,
-        bias_correction2.sqrt() as f32,
-        (hp.lr / bias_correction1) as f32,
-        hp.eps as f32,
-    ])
-}
 
 /// The step, writing the bf16 copy when `copy` is given.
 #[allow(clippy::too_many_arguments)]
@@ -69,7 +39,7 @@ fn launch_step<G: GpuFloat>(
     weight_decay: f32,
 ) -> Result<()> {
     let lens = (params.len(), grads.len(), m.len(), v.len());
-    let k = coefficients(op, lens, hp, step, weight_decay)?;
+    let k = cpu::coefficients(op, lens, hp, step, weight_decay)?;
     let n = params.len();
     if n == 0 {
         return Ok(());
@@ -80,10 +50,26 @@ fn launch_step<G: GpuFloat>(
             c.arg()
         }
         // A null pointer: the kernel skips the copy.
-        None => Arg::Ptr { ptr: 0, ordinal: gpu.ordinal() },
+        None => Arg::Ptr {
+            ptr: 0,
+            ordinal: gpu.ordinal(),
+        },
     };
-    let mut args = vec![params.arg(), grads.arg(), m.arg(), v.arg(), copy, Arg::U64(n as u64)];
-    args.extend(k.map(Arg::F32));
+    let args = [
+        params.arg(),
+        grads.arg(),
+        m.arg(),
+        v.arg(),
+        copy,
+        Arg::U64(n as u64),
+        Arg::F32(k.decay),
+        Arg::F32(k.one_minus_beta1),
+        Arg::F32(k.beta2),
+        Arg::F32(k.one_minus_beta2),
+        Arg::F32(k.bias_correction2_sqrt),
+        Arg::F32(k.step_size),
+        Arg::F32(k.eps),
+    ];
     gpu.launch(&MODULE, STEP.of::<G>(), elementwise(n), &args)
 }
 
@@ -132,7 +118,12 @@ pub fn sum_of_squares<T: GpuFloat>(gpu: &Gpu, x: &GpuBuf<T>) -> Result<f64> {
     let parts = n.div_ceil(super::runtime::BLOCK as usize).min(MAX_PARTIALS);
     let partials = gpu.alloc::<f64>(parts)?;
     let args = [partials.arg(), x.arg(), Arg::U64(n as u64)];
-    gpu.launch(&MODULE, SUM_OF_SQUARES.of::<T>(), blocks(parts as u32), &args)?;
+    gpu.launch(
+        &MODULE,
+        SUM_OF_SQUARES.of::<T>(),
+        blocks(parts as u32),
+        &args,
+    )?;
     let total = gpu.alloc::<f64>(1)?;
     let args = [total.arg(), partials.arg(), Arg::U32(parts as u32)];
     gpu.launch(&MODULE, SUM_PARTIALS, blocks(1), &args)?;

@@ -188,7 +188,11 @@ impl<T: GpuElem> GpuBuf<T> {
                 op: "GpuBuf::new",
                 msg: format!("{len} elements of {} bytes overflow usize", size_of::<T>()),
             })?;
-        let block = if len == 0 { None } else { Some(pool.take(bytes)?) };
+        let block = if len == 0 {
+            None
+        } else {
+            Some(pool.take(bytes)?)
+        };
         Ok(GpuBuf {
             block,
             len,

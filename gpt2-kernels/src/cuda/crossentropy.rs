@@ -7,27 +7,23 @@
 use super::module::{Arg, Kernels, Module, kernels, ptx_module};
 use super::runtime::{blocks, dim};
 use super::{Gpu, GpuBuf, GpuFloat};
-use crate::error::check_len;
-use crate::{KernelError, Result};
+use crate::Result;
+use crate::cpu::crossentropy as cpu;
 
 static MODULE: Module = ptx_module!("crossentropy");
 const FORWARD: Kernels = kernels!("crossentropy_forward");
 const FORWARD_BACKWARD: Kernels = kernels!("crossentropy_forward_backward");
 
-/// Checks the shapes and targets as the CPU does; returns `(N, Vp)` as kernel sizes.
-fn check(op: &'static str, losses: usize, logits: usize, targets: &[u32], v: usize) -> Result<(u32, u32)> {
-    let n = losses;
-    check_len(op, "targets", targets.len(), n)?;
-    let vp = if n == 0 { 0 } else { logits / n };
-    if vp * n != logits || (n > 0 && (v == 0 || vp < v)) {
-        let msg = format!("`logits` has {logits} elements: not {n} rows of at least v = {v} (v ≥ 1)");
-        return Err(KernelError::Shape { op, msg });
-    }
-    if let Some(row) = targets.iter().position(|&t| t as usize >= v) {
-        let index = targets[row] as usize;
-        return Err(KernelError::Index { op, what: "target", index, row, bound: v });
-    }
-    Ok((dim(op, "rows", n)?, dim(op, "Vp", vp)?))
+/// Checks the shapes and targets as the CPU twin does; returns `(N, Vp)` as kernel sizes.
+fn check(
+    op: &'static str,
+    losses: usize,
+    logits: usize,
+    targets: &[u32],
+    v: usize,
+) -> Result<(u32, u32)> {
+    let vp = cpu::check(op, losses, logits, targets, v)?;
+    Ok((dim(op, "rows", losses)?, dim(op, "Vp", vp)?))
 }
 
 /// `losses[n] = −log softmax(logits[n, ..v])[targets[n]]`.
@@ -44,7 +40,13 @@ pub fn forward<T: GpuFloat>(
         return Ok(());
     }
     let targets = gpu.upload(targets)?;
-    let args = [losses.arg(), logits.arg(), targets.arg(), Arg::U32(v as u32), Arg::U32(vp)];
+    let args = [
+        losses.arg(),
+        logits.arg(),
+        targets.arg(),
+        Arg::U32(v as u32),
+        Arg::U32(vp),
+    ];
     gpu.launch(&MODULE, FORWARD.of::<T>(), blocks(n), &args)
 }
 

@@ -7,21 +7,13 @@
 use super::module::{Arg, Kernels, Module, kernels, ptx_module};
 use super::runtime::elementwise;
 use super::{Gpu, GpuBuf, GpuFloat};
+use crate::Result;
+use crate::cpu::dropout as cpu;
 use crate::error::check_len;
-use crate::{KernelError, Result};
 
 static MODULE: Module = ptx_module!("dropout");
 const FORWARD: Kernels = kernels!("dropout_forward");
 const BACKWARD: Kernels = kernels!("dropout_backward");
-
-/// Checks `p ∈ [0, 1)`; returns the scale `1/(1 − p)` of kept elements (as the CPU).
-fn keep_scale(op: &'static str, p: f32) -> Result<f32> {
-    if !(0.0..1.0).contains(&p) {
-        let msg = format!("dropout probability {p} is not in [0, 1)");
-        return Err(KernelError::Shape { op, msg });
-    }
-    Ok(1.0 / (1.0 - p))
-}
 
 /// The launch shared by both passes: `(x, y)` are `(out, inp)` or `(dinp, dout)`.
 fn launch<T: GpuFloat>(
@@ -58,7 +50,7 @@ pub fn forward<T: GpuFloat>(
 ) -> Result<()> {
     let op = "cuda::dropout::forward";
     check_len(op, "inp", inp.len(), out.len())?;
-    let scale = keep_scale(op, p)?;
+    let scale = cpu::keep_scale(op, p)?;
     launch(gpu, FORWARD, (out, inp), (p, scale), (seed, offset))
 }
 
@@ -73,7 +65,7 @@ pub fn backward<T: GpuFloat>(
 ) -> Result<()> {
     let op = "cuda::dropout::backward";
     check_len(op, "dout", dout.len(), dinp.len())?;
-    let scale = keep_scale(op, p)?;
+    let scale = cpu::keep_scale(op, p)?;
     launch(gpu, BACKWARD, (dinp, dout), (p, scale), (seed, offset))
 }
 

@@ -13,35 +13,24 @@ use cudarc::driver::LaunchConfig;
 use super::module::{Arg, Kernels, Module, kernels, ptx_module};
 use super::runtime::{BLOCK, dim, elementwise};
 use super::{Gpu, GpuBuf, GpuFloat};
-use crate::cpu::rows_of;
-use crate::error::check_len;
-use crate::{KernelError, Result};
+use crate::Result;
+use crate::cpu::embedding as cpu;
 
 static MODULE: Module = ptx_module!("embedding");
 const FORWARD: Kernels = kernels!("embedding_forward");
 const BACKWARD: Kernels = kernels!("embedding_backward");
 
-/// Checks the shapes and every index as the CPU does.
+/// Checks the shapes and every index as the CPU twin does, and that the sizes fit the
+/// kernels' 32-bit sizes.
 fn check(
     op: &'static str,
     out_len: usize,
-    tokens: &[u32],
-    positions: &[u32],
-    (wte_len, wpe_len): (usize, usize),
+    (tokens, positions): (&[u32], &[u32]),
+    tables: (usize, usize),
     c: usize,
 ) -> Result<()> {
-    let n = tokens.len();
-    let v = rows_of(op, "wte", wte_len, c)?;
-    let max_t = rows_of(op, "wpe", wpe_len, c)?;
-    check_len(op, "positions", positions.len(), n)?;
-    check_len(op, "out", out_len, n * c)?;
-    for (what, ids, bound) in [("token id", tokens, v), ("position", positions, max_t)] {
-        if let Some(row) = ids.iter().position(|&i| i as usize >= bound) {
-            let index = ids[row] as usize;
-            return Err(KernelError::Index { op, what, index, row, bound });
-        }
-    }
-    dim(op, "N", n)?;
+    cpu::check(op, out_len, tokens, positions, tables, c)?;
+    dim(op, "N", tokens.len())?;
     dim(op, "C", c)?;
     Ok(())
 }
@@ -57,7 +46,13 @@ pub fn forward<T: GpuFloat>(
     c: usize,
 ) -> Result<()> {
     let op = "cuda::embedding::forward";
-    check(op, out.len(), tokens, positions, (wte.len(), wpe.len()), c)?;
+    check(
+        op,
+        out.len(),
+        (tokens, positions),
+        (wte.len(), wpe.len()),
+        c,
+    )?;
     if out.is_empty() {
         return Ok(());
     }
@@ -86,7 +81,13 @@ pub fn backward<T: GpuFloat>(
     c: usize,
 ) -> Result<()> {
     let op = "cuda::embedding::backward";
-    check(op, dout.len(), tokens, positions, (dwte.len(), dwpe.len()), c)?;
+    check(
+        op,
+        dout.len(),
+        (tokens, positions),
+        (dwte.len(), dwpe.len()),
+        c,
+    )?;
     if dout.is_empty() {
         return Ok(());
     }

@@ -13,8 +13,7 @@ use super::module::{Arg, Kernels, Module, kernels, ptx_module};
 use super::runtime::{BLOCK, blocks, dim};
 use super::{Gpu, GpuBuf, GpuFloat};
 use crate::Result;
-use crate::cpu::rows_of;
-use crate::error::check_len;
+use crate::cpu::layernorm as cpu;
 
 static MODULE: Module = ptx_module!("layernorm");
 const FORWARD: Kernels = kernels!("layernorm_forward");
@@ -26,20 +25,8 @@ const ROWS_PER_BLOCK: usize = 32;
 /// Rows per block of the forward: one per warp.
 const FORWARD_ROWS_PER_BLOCK: usize = BLOCK as usize / 32;
 
-/// Checks the forward's shapes; returns `(N, C)`.
-fn check_forward(
-    op: &'static str,
-    out: usize,
-    (mean, rstd): (usize, usize),
-    inp: usize,
-    (weight, bias): (usize, usize),
-) -> Result<(usize, usize)> {
-    let c = weight;
-    let n = rows_of(op, "inp", inp, c)?;
-    check_len(op, "bias", bias, c)?;
-    check_len(op, "out", out, n * c)?;
-    check_len(op, "mean", mean, n)?;
-    check_len(op, "rstd", rstd, n)?;
+/// Checks that the CPU-checked sizes `(N, C)` fit the kernels' 32-bit sizes.
+fn dims(op: &'static str, (n, c): (usize, usize)) -> Result<(usize, usize)> {
     dim(op, "N", n)?;
     dim(op, "C", c)?;
     Ok((n, c))
@@ -57,7 +44,11 @@ pub fn forward<T: GpuFloat>(
 ) -> Result<()> {
     let op = "cuda::layernorm::forward";
     let stats = (mean.len(), rstd.len());
-    let (n, c) = check_forward(op, out.len(), stats, inp.len(), (weight.len(), bias.len()))?;
+    let params = (weight.len(), bias.len());
+    let (n, c) = dims(
+        op,
+        cpu::check_forward(op, out.len(), stats, inp.len(), params)?,
+    )?;
     if n == 0 {
         return Ok(());
     }
@@ -90,9 +81,9 @@ pub fn backward<T: GpuFloat>(
 ) -> Result<()> {
     let op = "cuda::layernorm::backward";
     let stats = (mean.len(), rstd.len());
-    let (n, c) = check_forward(op, dinp.len(), stats, inp.len(), (weight.len(), dbias.len()))?;
-    check_len(op, "dweight", dweight.len(), c)?;
-    check_len(op, "dout", dout.len(), n * c)?;
+    let grads = (dinp.len(), dweight.len(), dbias.len());
+    let checked = cpu::check_backward(op, grads, dout.len(), inp.len(), weight.len(), stats)?;
+    let (n, c) = dims(op, checked)?;
     if n == 0 || c == 0 {
         return Ok(());
     }

@@ -85,8 +85,13 @@ impl Module {
         list.split(',')
             .filter(|p| !p.trim().is_empty())
             .map(|p| {
-                let ty = p.split_whitespace().find(|w| w.starts_with('.') && *w != ".param")?;
-                let bits: usize = ty.trim_start_matches(|c: char| !c.is_ascii_digit()).parse().ok()?;
+                let ty = p
+                    .split_whitespace()
+                    .find(|w| w.starts_with('.') && *w != ".param")?;
+                let bits: usize = ty
+                    .trim_start_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()?;
                 Some(bits / 8)
             })
             .collect()
@@ -151,7 +156,10 @@ mod tests {
 
     #[test]
     fn params_are_read_from_the_entry_declaration() {
-        let m = Module { name: "t", ptx: PTX };
+        let m = Module {
+            name: "t",
+            ptx: PTX,
+        };
         assert_eq!(m.params("k_f32"), Some(vec![8, 4, 4]));
         assert_eq!(m.params("empty"), Some(vec![]));
         assert_eq!(m.params("k_bf16"), None);
@@ -159,23 +167,38 @@ mod tests {
 
     #[test]
     fn targets_gate_the_compute_capability() {
-        let m = Module { name: "t", ptx: PTX };
+        let m = Module {
+            name: "t",
+            ptx: PTX,
+        };
         assert_eq!(m.target(), Some((8, 0, false)));
         assert!(check_target(&m, (8, 0)).is_ok());
         assert!(check_target(&m, (9, 0)).is_ok());
         assert!(check_target(&m, (7, 5)).unwrap_err().contains("sm_75"));
-        let hopper = Module { name: "h", ptx: ".version 8.0\n.target sm_90a\n" };
+        let hopper = Module {
+            name: "h",
+            ptx: ".version 8.0\n.target sm_90a\n",
+        };
         assert_eq!(hopper.target(), Some((9, 0, true)));
         assert!(check_target(&hopper, (9, 0)).is_ok());
-        assert!(check_target(&hopper, (10, 0)).unwrap_err().contains("sm_90a"));
+        assert!(
+            check_target(&hopper, (10, 0))
+                .unwrap_err()
+                .contains("sm_90a")
+        );
     }
 
     #[test]
     fn args_have_their_ptx_sizes() {
-        let sizes: Vec<usize> = [Arg::Ptr { ptr: 0, ordinal: 0 }, Arg::U32(1), Arg::U64(2), Arg::F32(3.0)]
-            .iter()
-            .map(Arg::size)
-            .collect();
+        let sizes: Vec<usize> = [
+            Arg::Ptr { ptr: 0, ordinal: 0 },
+            Arg::U32(1),
+            Arg::U64(2),
+            Arg::F32(3.0),
+        ]
+        .iter()
+        .map(Arg::size)
+        .collect();
         assert_eq!(sizes, [8, 4, 8, 4]);
     }
 }

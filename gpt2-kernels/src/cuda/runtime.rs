@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, LaunchConfig, PushKernelArg};
 use cudarc::nvrtc::Ptx;
 
+use super::CudaError;
 use super::alloc::{GpuBuf, GpuElem, MemoryStats, Pool};
 use super::module::{Arg, Module, check_target};
-use super::CudaError;
 
 /// Threads per block of every kernel (their `BLOCK`).
 pub(crate) const BLOCK: u32 = 256;
@@ -42,7 +42,11 @@ struct Function {
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Gpu(cuda:{} {} sm_{}{})", self.ordinal, self.name, self.cc.0, self.cc.1)
+        write!(
+            f,
+            "Gpu(cuda:{} {} sm_{}{})",
+            self.ordinal, self.name, self.cc.0, self.cc.1
+        )
     }
 }
 
@@ -100,7 +104,9 @@ impl Gpu {
         let stream = ctx
             .new_stream()
             .map_err(|e| CudaError::driver("cuStreamCreate", e))?;
-        let name = ctx.name().map_err(|e| CudaError::driver("cuDeviceGetName", e))?;
+        let name = ctx
+            .name()
+            .map_err(|e| CudaError::driver("cuDeviceGetName", e))?;
         let (major, minor) = ctx
             .compute_capability()
             .map_err(|e| CudaError::driver("cuDeviceGetAttribute", e))?;
@@ -169,7 +175,10 @@ impl Gpu {
 
     /// Kernel `name` of `module`, loading the module on first use.
     fn function(&self, module: &'static Module, name: &'static str) -> Result<Function, CudaError> {
-        let mut functions = self.functions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut functions = self
+            .functions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(f) = functions.get(name) {
             return Ok(f.clone());
         }
@@ -276,4 +285,33 @@ pub(crate) fn dim(op: &'static str, what: &str, x: usize) -> crate::Result<u32> 
         op,
         msg: format!("{what} = {x} does not fit the kernel's 32-bit size"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs on any machine: without a driver both calls return `Unavailable` (this is the
+    /// path CI takes), with one there is still no device `usize::MAX`.
+    #[test]
+    fn discovery_returns_errors_instead_of_panicking() {
+        match Gpu::device_count() {
+            Ok(_) | Err(CudaError::Unavailable(_)) => {}
+            Err(e) => panic!("device_count: {e}"),
+        }
+        match Gpu::get(usize::MAX) {
+            Err(CudaError::Unavailable(msg)) => assert!(!msg.is_empty()),
+            other => panic!("Gpu::get(usize::MAX): {other:?}"),
+        }
+    }
+
+    #[test]
+    fn launch_shapes_cover_the_work() {
+        assert_eq!(elementwise(1).grid_dim, (1, 1, 1));
+        assert_eq!(elementwise(257).grid_dim, (2, 1, 1));
+        // Past 2^16 blocks the grid stops growing and the kernels' loops stride.
+        assert_eq!(elementwise(1 << 30).grid_dim, (1 << 16, 1, 1));
+        assert!(dim("op", "x", 1 << 32).is_err());
+        assert_eq!(dim("op", "x", 7).unwrap(), 7);
+    }
 }

@@ -6,7 +6,7 @@ use super::module::{Arg, Kernels, Module, kernels, ptx_module};
 use super::runtime::{blocks, dim};
 use super::{Gpu, GpuBuf, GpuFloat};
 use crate::Result;
-use crate::cpu::rows_of;
+use crate::cpu::softmax as cpu;
 use crate::error::check_len;
 
 static MODULE: Module = ptx_module!("softmax");
@@ -21,13 +21,17 @@ pub fn forward<T: GpuFloat>(
     v: usize,
 ) -> Result<()> {
     let op = "cuda::softmax::forward";
-    let n = rows_of(op, "inp", inp.len(), v)?;
-    check_len(op, "out", out.len(), inp.len())?;
+    let n = cpu::check(op, ("inp", inp.len()), ("out", out.len()), v)?;
     if n == 0 {
         return Ok(());
     }
     let args = [out.arg(), inp.arg(), Arg::U32(dim(op, "v", v)?)];
-    gpu.launch(&MODULE, FORWARD.of::<T>(), blocks(dim(op, "rows", n)?), &args)
+    gpu.launch(
+        &MODULE,
+        FORWARD.of::<T>(),
+        blocks(dim(op, "rows", n)?),
+        &args,
+    )
 }
 
 /// `dinp += out ⊙ (dout − ⟨out, dout⟩)` per row.
@@ -39,14 +43,23 @@ pub fn backward<T: GpuFloat>(
     v: usize,
 ) -> Result<()> {
     let op = "cuda::softmax::backward";
-    let n = rows_of(op, "out", out.len(), v)?;
-    check_len(op, "dout", dout.len(), out.len())?;
+    let n = cpu::check(op, ("out", out.len()), ("dout", dout.len()), v)?;
     check_len(op, "dinp", dinp.len(), out.len())?;
     if n == 0 {
         return Ok(());
     }
-    let args = [dinp.arg(), out.arg(), dout.arg(), Arg::U32(dim(op, "v", v)?)];
-    gpu.launch(&MODULE, BACKWARD.of::<T>(), blocks(dim(op, "rows", n)?), &args)
+    let args = [
+        dinp.arg(),
+        out.arg(),
+        dout.arg(),
+        Arg::U32(dim(op, "v", v)?),
+    ];
+    gpu.launch(
+        &MODULE,
+        BACKWARD.of::<T>(),
+        blocks(dim(op, "rows", n)?),
+        &args,
+    )
 }
 
 #[cfg(test)]
