@@ -5,7 +5,7 @@
 //! `(maxT, C)`.
 //!
 //! The backward scatters rows of `dout` into table rows. To stay deterministic without
-//! atomics, the host groups the rows by id ([`groups`], a stable sort) and one block
+//! atomics, the host groups the rows by id (a stable sort) and one block
 //! column owns each table row, adding its rows in increasing `n` — the CPU's order.
 
 use cudarc::driver::LaunchConfig;

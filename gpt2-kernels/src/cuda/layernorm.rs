@@ -5,7 +5,7 @@
 //! `(C)`; `mean`, `rstd` `(N)` (f32 whatever the element type). `C = weight.len()`.
 //!
 //! The forward runs one warp per row. The backward's `dweight`/`dbias` are sums over all
-//! rows: one block per group of [`ROWS_PER_BLOCK`] rows writes its partial sums to a
+//! rows: one block per group of 32 rows writes its partial sums to a
 //! scratch buffer, and a second kernel adds the partials in group order — deterministic,
 //! without atomics.
 

@@ -17,14 +17,13 @@ pub struct Check {
 /// Kernel errors and check failures alike (`?` takes both).
 pub type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// One element type's variant of a check, returning its worst error.
+pub type Variant = fn(&Gpu) -> Res<f64>;
+
 /// Runs an f32 and a bf16 variant of a check, each returning its worst error, and
 /// summarises both with their tolerances (`f32_tol == 0`: the check required exact
 /// equality).
-pub fn both(
-    gpu: &Gpu,
-    f32_tol: f64,
-    f: (fn(&Gpu) -> Res<f64>, fn(&Gpu) -> Res<f64>),
-) -> Res<String> {
+pub fn both(gpu: &Gpu, f32_tol: f64, f: (Variant, Variant)) -> Res<String> {
     let (a, b) = (f.0(gpu)?, f.1(gpu)?);
     if f32_tol == 0.0 {
         return Ok("f32 and bf16 bit-identical to the CPU".into());
