@@ -147,7 +147,12 @@ fn main() -> ExitCode {
             "cuda_tensor: 0 passed, 0 failed, {} skipped (no CUDA device)",
             checks.len()
         );
-        return ExitCode::SUCCESS;
+        // On the GPU machine (scripts/gpu-check.sh run), a missing device is a failure.
+        return if std::env::var_os("GPT2_REQUIRE_GPU").is_some() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     let mut failed = 0;
     for (name, run) in &checks {

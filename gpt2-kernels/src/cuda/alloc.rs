@@ -10,6 +10,10 @@
 //!
 //! Reuse is safe because every buffer of a device is used on that device's one stream:
 //! work enqueued on a recycled block runs after all the work enqueued on it before.
+//!
+//! Setting `GPT2_CUDA_POOL=off` turns the cache off: every buffer is allocated at its
+//! exact size and freed on drop, so that compute-sanitizer's memcheck sees an access
+//! past the end of a buffer (which a size class's slack would hide).
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -82,6 +86,8 @@ pub struct MemoryStats {
 pub(crate) struct Pool {
     stream: Arc<CudaStream>,
     ordinal: usize,
+    /// False with `GPT2_CUDA_POOL=off`: exact sizes, no reuse.
+    caching: bool,
     state: Mutex<PoolState>,
 }
 
@@ -96,6 +102,7 @@ impl Pool {
         Pool {
             stream,
             ordinal,
+            caching: std::env::var_os("GPT2_CUDA_POOL").is_none_or(|v| v != "off"),
             state: Mutex::default(),
         }
     }
@@ -111,7 +118,11 @@ impl Pool {
 
     /// A block of at least `bytes` bytes (uninitialised).
     fn take(&self, bytes: usize) -> Result<CudaSlice<u8>, CudaError> {
-        let class = size_class(bytes);
+        let class = if self.caching {
+            size_class(bytes)
+        } else {
+            bytes
+        };
         let mut st = self.state();
         if let Some(block) = st.free.get_mut(&class).and_then(Vec::pop) {
             st.stats.hits += 1;
@@ -142,8 +153,10 @@ impl Pool {
         let class = block.len();
         let mut st = self.state();
         st.stats.in_use -= class;
-        st.stats.cached += class;
-        st.free.entry(class).or_default().push(block);
+        if self.caching {
+            st.stats.cached += class;
+            st.free.entry(class).or_default().push(block);
+        }
     }
 
     pub(crate) fn stats(&self) -> MemoryStats {

@@ -44,7 +44,7 @@ const STEPS: u64 = 3;
 fn steps<G: Elem>(gpu: &Gpu, copy: bool) -> Res<f64> {
     let mut rng = Rng::new(80);
     let mut worst = Worst::default();
-    for n in ELEMENTWISE_SIZES.into_iter().take(6) {
+    for n in cases(&ELEMENTWISE_SIZES[..6], |n| n) {
         let mut p = uniform(&mut rng, n, -1.0, 1.0);
         let (mut m, mut v) = (vec![0.0; n], vec![0.0; n]);
         let (mut pg, mut mg, mut vg) =
@@ -111,7 +111,7 @@ fn step_with_bf16_copy(gpu: &Gpu) -> Res<String> {
 fn sum_of_squares<T: Elem>(gpu: &Gpu) -> Res<f64> {
     let mut rng = Rng::new(81);
     let mut worst = Worst::default();
-    for n in ELEMENTWISE_SIZES {
+    for n in cases(&ELEMENTWISE_SIZES, |n| n) {
         let x = round::<T>(&uniform(&mut rng, n, -2.0, 2.0));
         let want = cpu::sum_of_squares(isa(), &x);
         let xg = up::<T>(gpu, &x)?;
@@ -130,7 +130,7 @@ fn sum_of_squares<T: Elem>(gpu: &Gpu) -> Res<f64> {
 
 fn scale<T: Elem>(gpu: &Gpu) -> Res<f64> {
     let mut rng = Rng::new(82);
-    for n in ELEMENTWISE_SIZES {
+    for n in cases(&ELEMENTWISE_SIZES, |n| n) {
         let x = round::<T>(&uniform(&mut rng, n, -2.0, 2.0));
         let mut want = x.clone();
         cpu::scale(isa(), &mut want, 0.37)?;

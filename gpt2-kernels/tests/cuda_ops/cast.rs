@@ -48,7 +48,7 @@ fn values(rng: &mut Rng, n: usize) -> Vec<f32> {
 
 fn f32_to_bf16(gpu: &Gpu) -> Res<String> {
     let mut rng = Rng::new(100);
-    for n in ELEMENTWISE_SIZES {
+    for n in cases(&ELEMENTWISE_SIZES, |n| n) {
         let x = values(&mut rng, n);
         let mut want = vec![bf16::ZERO; n];
         cpu::f32_to_bf16(isa(), &mut want, &x)?;
@@ -70,7 +70,7 @@ fn f32_to_bf16(gpu: &Gpu) -> Res<String> {
 
 fn bf16_to_f32(gpu: &Gpu) -> Res<String> {
     let mut rng = Rng::new(101);
-    for n in ELEMENTWISE_SIZES {
+    for n in cases(&ELEMENTWISE_SIZES, |n| n) {
         let x: Vec<bf16> = values(&mut rng, n)
             .into_iter()
             .map(bf16::from_f32)

@@ -43,6 +43,24 @@ pub const F32_TOL: f64 = 1e-5;
 /// passes, the rounding of the bf16 accumulator: 1e-2 leaves room for both.
 pub const BF16_TOL: f64 = 1e-2;
 
+/// Whether `GPT2_CUDA_QUICK` is set: only cases of at most [`QUICK_ELEMENTS`] elements
+/// run (for runs under compute-sanitizer, which slows kernels down a hundredfold).
+pub fn quick() -> bool {
+    std::env::var_os("GPT2_CUDA_QUICK").is_some()
+}
+
+/// The largest case (in elements) of a quick run.
+pub const QUICK_ELEMENTS: usize = 1 << 17;
+
+/// The cases of `all` to run: all of them, or in a quick run those whose largest
+/// operand (`elements`) is small.
+pub fn cases<S: Copy>(all: &[S], elements: fn(S) -> usize) -> Vec<S> {
+    all.iter()
+        .copied()
+        .filter(|&s| !quick() || elements(s) <= QUICK_ELEMENTS)
+        .collect()
+}
+
 /// The CPU instruction set of the twins.
 pub fn isa() -> Isa {
     Isa::best()

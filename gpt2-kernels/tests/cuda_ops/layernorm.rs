@@ -73,7 +73,7 @@ fn cpu_forward(k: &Case, n: usize) -> Res<(Vec<f32>, Vec<f32>, Vec<f32>)> {
 fn forward<T: Elem>(gpu: &Gpu) -> Res<f64> {
     let mut rng = Rng::new(20);
     let mut worst = Worst::default();
-    for (n, c) in SIZES {
+    for (n, c) in cases(&SIZES, |(n, c)| n * c) {
         let k = case::<T>(&mut rng, (n, c));
         let (want, want_mean, want_rstd) = cpu_forward(&k, n)?;
         let mut out = gpu.alloc::<T>(n * c)?;
@@ -111,7 +111,7 @@ fn forward<T: Elem>(gpu: &Gpu) -> Res<f64> {
 fn backward<T: Elem>(gpu: &Gpu) -> Res<f64> {
     let mut rng = Rng::new(21);
     let mut worst = Worst::default();
-    for (n, c) in SIZES {
+    for (n, c) in cases(&SIZES, |(n, c)| n * c) {
         let k = case::<T>(&mut rng, (n, c));
         let (_, mean, rstd) = cpu_forward(&k, n)?;
         let dout = round::<T>(&uniform(&mut rng, n * c, -1.0, 1.0));

@@ -77,24 +77,27 @@ fn copies(gpu: &Gpu) -> Res<String> {
 
 fn allocator(gpu: &Gpu) -> Res<String> {
     gpu.synchronize()?;
-    let before = gpu.memory_stats();
+    let caching = std::env::var_os("GPT2_CUDA_POOL").is_none_or(|v| v != "off");
+    // 1000 f32 = 4000 bytes: size class 4096 (exact 4000 with the cache off).
+    let block = if caching { 4096 } else { 4000 };
     let a = gpu.alloc::<f32>(1000)?;
-    let after_first = gpu.memory_stats();
+    let live = gpu.memory_stats();
     drop(a);
     let freed = gpu.memory_stats();
     let _b = gpu.alloc::<f32>(1000)?; // same size class: must come from the free list
-    let reused = gpu.memory_stats();
-    if freed.in_use + 4096 != after_first.in_use || freed.cached < 4096 {
-        return Err(format!("drop did not return the block: {after_first:?} -> {freed:?}").into());
+    let again = gpu.memory_stats();
+    if freed.in_use + block != live.in_use {
+        return Err(format!("drop did not release {block} bytes: {live:?} -> {freed:?}").into());
     }
-    if reused.hits != freed.hits + 1 || reused.misses != freed.misses {
-        return Err(format!("re-allocation missed the cache: {freed:?} -> {reused:?}").into());
+    let reused = again.hits == freed.hits + 1 && again.misses == freed.misses;
+    if caching != reused || (!caching && freed.cached != 0) {
+        return Err(format!("caching {caching}, but {freed:?} -> {again:?}").into());
     }
     gpu.release_cached();
     if gpu.memory_stats().cached != 0 {
         return Err("release_cached kept blocks".into());
     }
-    Ok(format!("reuse and accounting ok (started with {before:?})"))
+    Ok(format!("caching {caching}: reuse and accounting ok"))
 }
 
 /// Expects `r` to be an error matching `pred`, naming the case otherwise.
