@@ -2,7 +2,7 @@
 //! `tokens` and `positions` stay on the host: they are checked there and uploaded.
 //!
 //! Shapes: `out`, `dout` `(N, C)`; `tokens`, `positions` `(N)`; `wte` `(V, C)`; `wpe`
-//! `(maxT, C)`.
+//! `(maxT, C)`. The forward runs one block per row.
 //!
 //! The backward scatters rows of `dout` into table rows. To stay deterministic without
 //! atomics, the host groups the rows by id (a stable sort) and one block
@@ -11,7 +11,7 @@
 use cudarc::driver::LaunchConfig;
 
 use super::module::{Arg, Kernels, Module, kernels, ptx_module};
-use super::runtime::{BLOCK, dim, elementwise};
+use super::runtime::{BLOCK, blocks, dim};
 use super::{Gpu, GpuBuf, GpuFloat};
 use crate::Result;
 use crate::cpu::embedding as cpu;
@@ -63,10 +63,10 @@ pub fn forward<T: GpuFloat>(
         positions.arg(),
         wte.arg(),
         wpe.arg(),
-        Arg::U32(positions.len() as u32),
         Arg::U32(c as u32),
     ];
-    gpu.launch(&MODULE, FORWARD.of::<T>(), elementwise(out.len()), &args)
+    let rows = blocks(tokens.len() as u32);
+    gpu.launch(&MODULE, FORWARD.of::<T>(), rows, &args)
 }
 
 /// `dwte[tokens[n]] += dout[n]`, `dwpe[positions[n]] += dout[n]`; deterministic.
