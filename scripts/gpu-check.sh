@@ -13,6 +13,10 @@
 #                                per benchmark, and a verdict per binary; exits non-zero on
 #                                any failure (a missing GPU included). Set SANITIZE=0 to
 #                                skip compute-sanitizer.
+#
+# With the device tool: build here, then run with carry ["gpu-bin"] and the command
+# `bash scripts/gpu-check.sh run` (a few minutes; the GPU tests run first, so a timeout
+# still leaves their lines).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="$root/gpu-bin"
@@ -30,26 +34,29 @@ build() {
     python3 - "$json" "$root" "$bin" <<'PY'
 import json, os, shutil, sys
 path, root, out = sys.argv[1:]
-seen = set()
+seen, rows = set(), []
+for line in open(path):
+    if not line.startswith("{"):
+        continue
+    m = json.loads(line)
+    exe = m.get("executable")
+    if m.get("reason") != "compiler-artifact" or not exe or exe in seen:
+        continue
+    kind = "bench" if "bench" in m["target"]["kind"] else "test"
+    if kind == "test" and not m["profile"]["test"]:
+        continue  # examples and binaries that cargo test only builds
+    seen.add(exe)
+    pkg = os.path.relpath(os.path.dirname(m["manifest_path"]), root)
+    # "path+file:///…/gpt2-core#0.1.0" or "path+file:///…#gpt2@0.1.0"
+    where, frag = m["package_id"].rsplit("#", 1)
+    crate = frag.split("@")[0] if "@" in frag else where.rstrip("/").rsplit("/", 1)[-1]
+    name = f"{kind}-{crate}-{m['target']['name']}"
+    shutil.copy(exe, os.path.join(out, name))
+    # GPU tests first, then the GPU benches, then everything else.
+    order = 0 if kind == "test" and "-cuda_" in name else 1 if kind == "bench" else 2
+    rows.append((order, name, f"{kind}\t{pkg}\t{name}\n"))
 with open(os.path.join(out, "manifest.tsv"), "w") as manifest:
-    for line in open(path):
-        if not line.startswith("{"):
-            continue
-        m = json.loads(line)
-        exe = m.get("executable")
-        if m.get("reason") != "compiler-artifact" or not exe or exe in seen:
-            continue
-        kind = "bench" if "bench" in m["target"]["kind"] else "test"
-        if kind == "test" and not m["profile"]["test"]:
-            continue  # examples and binaries that cargo test only builds
-        seen.add(exe)
-        pkg = os.path.relpath(os.path.dirname(m["manifest_path"]), root)
-        # "path+file:///…/gpt2-core#0.1.0" or "path+file:///…#gpt2@0.1.0"
-        where, frag = m["package_id"].rsplit("#", 1)
-        crate = frag.split("@")[0] if "@" in frag else where.rstrip("/").rsplit("/", 1)[-1]
-        name = f"{kind}-{crate}-{m['target']['name']}"
-        shutil.copy(exe, os.path.join(out, name))
-        manifest.write(f"{kind}\t{pkg}\t{name}\n")
+    manifest.writelines(row for _, _, row in sorted(rows))
 PY
     rm -f "$json"
     strip "$bin"/test-* "$bin"/bench-*
@@ -68,7 +75,7 @@ run() {
         [[ "$kind" == bench ]] && args=(--bench)
         # GPT2_REQUIRE_GPU: here, "no CUDA device" is a failure, not a skip.
         if (cd "$root/$pkg" && CARGO_MANIFEST_DIR="$root/$pkg" GPT2_REQUIRE_GPU=1 \
-            timeout 900 "$bin/$name" "${args[@]}") >"$log" 2>&1; then
+            timeout 300 "$bin/$name" "${args[@]}") >"$log" 2>&1; then
             status=PASS
         else
             status="FAIL (exit $?)"
@@ -91,7 +98,7 @@ run() {
         for tool in memcheck racecheck; do
             start=$SECONDS
             if GPT2_CUDA_QUICK=1 GPT2_CUDA_POOL=off GPT2_REQUIRE_GPU=1 \
-                timeout 600 compute-sanitizer --tool "$tool" --error-exitcode 86 "$ops" \
+                timeout 240 compute-sanitizer --tool "$tool" --error-exitcode 86 "$ops" \
                     >"$bin/sanitizer-$tool.log" 2>&1; then
                 status=PASS
             else

@@ -30,6 +30,14 @@
 //!
 //! Launches are asynchronous; errors of a kernel surface at the next synchronising call
 //! ([`Gpu::synchronize`], [`GpuBuf::to_vec`]).
+//!
+//! ## Testing
+//! `tests/cuda_ops` checks every kernel against its CPU twin (f32 and bf16), and prints
+//! one `SKIP` line per check when there is no GPU. `scripts/gpu-check.sh build` packs
+//! release test and bench binaries into `gpu-bin/`; `scripts/gpu-check.sh run` runs them
+//! on a machine that has only the NVIDIA driver, then repeats the GPU tests on small
+//! cases under compute-sanitizer (`GPT2_CUDA_QUICK=1`, and `GPT2_CUDA_POOL=off`, which
+//! makes every buffer an exact-size allocation so that memcheck sees its end).
 
 mod error;
 pub use error::CudaError;
