@@ -8,20 +8,23 @@
 //! each (`HS = C / NH`). `out` `(B, T, C)` has head `h` in columns `h·HS..(h+1)·HS`.
 //! `lse` `(B, NH, T)` is `log Σ_{j ≤ i} e^{s_ij}` with `s_ij = q_i·k_j / √HS`.
 //!
-//! ## Algorithm (per batch, head and block of 64 queries)
-//! For each block of 64 keys up to the diagonal: `S = Q·Kᵀ/√HS` (a block of
-//! dot products, `gemm_nt`), mask keys after each query, update the running row max
-//! `m` and sum `l`, rescale the output rows by `e^{m_old − m_new}` and add `P·V`
-//! (`gemm_acc`). At the end `out = O / l` and `lse = m + ln l`. One thread holds one
-//! `BLOCK × BLOCK` block of scores.
+//! ## Algorithm
+//! One task per (batch, head). It packs its operands once: `Q/√HS` and `V` contiguous,
+//! `Kᵀ` by blocks of 64 keys (the `(B, T, 3C)` rows are 9 KiB apart, which would map a
+//! block's rows onto a few L1 sets). Then for each block of 64 queries, and each block
+//! of 64 keys up to the diagonal: `S = Q·Kᵀ/√HS` (`gemm`, 6×16 register tiles), mask
+//! keys after each query, update the running row max `m` and sum `l`, rescale the
+//! output rows by `e^{m_old − m_new}` and add `P·V` (`gemm_acc`). At the end
+//! `out = O / l` and `lse = m + ln l`. A thread holds one 64×64 block of scores.
+//! With fewer than 8 queries (decoding) nothing is packed and `S` is dot products of
+//! rows read in place (`gemm_nt`).
 //!
 //! The backward (FlashAttention-2's) walks key blocks and, for each, the query blocks
 //! at or below the diagonal: `P = e^{S − lse}`, `dV += Pᵀ·dO`, `dP = dO·Vᵀ`,
-//! `dS = P ⊙ (dP − D)/√HS` with `D_i = dO_i·O_i`, `dQ += dS·K`, `dK += dSᵀ·Q`.
+//! `dS = P ⊙ (dP − D)` with `D_i = dO_i·O_i`, `dQ += dS·K/√HS`, `dK += dSᵀ·Q/√HS`.
 //!
-//! Tasks — (batch, head, query block) forward, (batch, head) backward — write to
-//! private buffers that are then added into the outputs by batch row, so every sum is
-//! made in the same order whatever the number of threads.
+//! Tasks write to private buffers that are then copied or added into the outputs by
+//! batch row, so every sum is made in the same order whatever the number of threads.
 
 use rayon::prelude::*;
 
@@ -30,7 +33,7 @@ use super::simd::{Isa, MatMut, MatRef};
 use crate::error::check_len;
 use crate::{KernelError, Result};
 
-/// Queries per forward task and keys per block of scores (both directions).
+/// Queries and keys per block of scores (both directions).
 const BLOCK: usize = 64;
 
 /// Checks the shapes of `forward`/`backward`; returns `(C, HS)`, or `None` if there
@@ -77,8 +80,23 @@ struct Head<'a> {
     hs: usize,
 }
 
-impl Head<'_> {
-    /// Rows `j0..j0 + n` of the keys and of the values.
+impl<'a> Head<'a> {
+    /// Head `bh % NH` of sequence `bh / NH` of a packed `(B, T, 3C)` `qkv`.
+    fn of_qkv(qkv: &'a [f32], bh: usize, (t, c, nh): (usize, usize, usize)) -> Self {
+        let (bi, h, hs) = (bh / nh, bh % nh, c / nh);
+        let x = &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c];
+        let (q, k, v) = (&x[h * hs..], &x[c + h * hs..], &x[2 * c + h * hs..]);
+        Head {
+            q,
+            q_rs: 3 * c,
+            k,
+            v,
+            kv_rs: 3 * c,
+            hs,
+        }
+    }
+
+    /// Rows `j0..j0 + n` of the keys and of the values, in place.
     fn kv_rows(&self, j0: usize, n: usize) -> (MatRef<'_>, MatRef<'_>) {
         let k = MatRef::rows(&self.k[j0 * self.kv_rs..], (n, self.hs), self.kv_rs);
         let v = MatRef::rows(&self.v[j0 * self.kv_rs..], (n, self.hs), self.kv_rs);
@@ -92,46 +110,112 @@ fn visible(pos: usize, kb: usize, nk: usize) -> usize {
     (pos + 1).saturating_sub(kb).min(nk)
 }
 
-/// The shared forward inner routine: queries `0..rows` of `head` at absolute positions
-/// `pos0..pos0 + rows` attend keys `0..=pos`. Writes `o` `(rows, HS)` and `lse` `(rows)`.
-fn attend(isa: Isa, head: &Head, pos0: usize, o: &mut [f32], lse: &mut [f32]) {
-    let (rows, hs) = (lse.len(), head.hs);
-    let scale = 1.0 / (hs as f32).sqrt();
-    let q = MatRef::rows(head.q, (rows, hs), head.q_rs);
-    let mut m = vec![f32::NEG_INFINITY; rows];
-    let mut l = vec![0.0f32; rows];
-    let mut s = vec![0.0f32; rows * BLOCK];
-    o.fill(0.0);
-    let n_keys = pos0 + rows;
-    for kb in (0..n_keys).step_by(BLOCK) {
-        let nk = BLOCK.min(n_keys - kb);
-        let s = &mut s[..rows * nk];
-        let (k, v) = head.kv_rows(kb, nk);
-        isa.gemm_nt(MatMut::new(s, (rows, nk), nk), q, k, scale);
-        for (i, row) in s.chunks_mut(nk).enumerate() {
-            let (live, masked) = row.split_at_mut(visible(pos0 + i, kb, nk));
-            masked.fill(0.0);
-            if live.is_empty() {
-                continue;
-            }
-            // Online softmax: rescale what was summed under the old max.
-            let m_new = m[i].max(isa.max(live));
-            let alpha = (m[i] - m_new).exp(); // 0 on the first block, where m = -inf
-            l[i] = l[i] * alpha + isa.exp_shift(live, m_new);
-            if alpha != 1.0 {
-                isa.scale(&mut o[i * hs..(i + 1) * hs], alpha);
-            }
-            m[i] = m_new;
+/// Copies `rows` rows of `hs` values at stride `rs` in `src` into `dst` (contiguous),
+/// times `scale`.
+fn pack_rows(
+    isa: Isa,
+    dst: &mut [f32],
+    src: &[f32],
+    (rows, hs): (usize, usize),
+    rs: usize,
+    scale: f32,
+) {
+    for (i, row) in dst[..rows * hs].chunks_mut(hs).enumerate() {
+        row.copy_from_slice(&src[i * rs..][..hs]);
+        if scale != 1.0 {
+            isa.scale(row, scale);
         }
-        isa.gemm_acc(
-            MatMut::new(o, (rows, hs), hs),
-            MatRef::rows(s, (rows, nk), nk),
-            v,
+    }
+}
+
+/// Copies keys `0..n` of `head` into `dst` as the `B` operand of `Q·Kᵀ`: each block of
+/// `BLOCK` keys transposed (`HS × nk`) and contiguous, block `kb` at offset `kb·HS`. A
+/// single `HS × n` matrix would have a row stride of `4n` bytes, often a multiple of 4
+/// KiB, which maps a block's rows onto a few L1 sets.
+fn pack_keys_t(isa: Isa, dst: &mut [f32], head: &Head, n: usize) {
+    let hs = head.hs;
+    for kb in (0..n).step_by(BLOCK) {
+        let nk = BLOCK.min(n - kb);
+        isa.transpose(
+            MatMut::new(&mut dst[kb * hs..][..hs * nk], (hs, nk), nk),
+            head.kv_rows(kb, nk).0,
         );
     }
-    for (i, oi) in o.chunks_mut(hs).enumerate() {
-        isa.scale(oi, 1.0 / l[i]);
-        lse[i] = m[i] + l[i].ln();
+}
+
+/// Columns `0..nk` of block `kb` of keys packed by [`pack_keys_t`] for `n` keys.
+fn keys_t_block(kt: &[f32], kb: usize, nk: usize, n: usize, hs: usize) -> MatRef<'_> {
+    MatRef::new(&kt[kb * hs..], (hs, nk), BLOCK.min(n - kb), 1)
+}
+
+/// With at least this many queries, a head's operands are worth packing (contiguous,
+/// `Kᵀ` by blocks, for the register-tiled `gemm`); below, `Q·Kᵀ` is made of dot products
+/// read in place (decoding: one query per head).
+const PACK_MIN_ROWS: usize = 8;
+
+/// The shared forward inner routine: queries `0..Tq` of `head` at absolute positions
+/// `pos0..pos0 + Tq` attend keys `0..=pos`. Writes `o` `(Tq, HS)` and `lse` `(Tq)`.
+fn attend(isa: Isa, head: &Head, pos0: usize, o: &mut [f32], lse: &mut [f32]) {
+    let (tq, hs) = (lse.len(), head.hs);
+    let n_keys = pos0 + tq;
+    let scale = 1.0 / (hs as f32).sqrt();
+    // Packed once per head: Q·scale, the keys' blocks transposed, the values.
+    let packed = tq >= PACK_MIN_ROWS;
+    let mut buf = vec![0.0f32; if packed { (tq + 2 * n_keys) * hs } else { 0 }];
+    let (qs, kv) = buf.split_at_mut(if packed { tq * hs } else { 0 });
+    let (kt, vp) = kv.split_at_mut(if packed { n_keys * hs } else { 0 });
+    if packed {
+        pack_rows(isa, qs, head.q, (tq, hs), head.q_rs, scale);
+        pack_keys_t(isa, kt, head, n_keys);
+        pack_rows(isa, vp, head.v, (n_keys, hs), head.kv_rs, 1.0);
+    }
+    let (qs, kt, vp) = (&*qs, &*kt, &*vp);
+    let mut s = vec![0.0f32; BLOCK * BLOCK];
+    for qb in (0..tq).step_by(BLOCK) {
+        let rows = BLOCK.min(tq - qb);
+        let o = &mut o[qb * hs..(qb + rows) * hs];
+        let (mut m, mut l) = ([f32::NEG_INFINITY; BLOCK], [0.0f32; BLOCK]);
+        o.fill(0.0);
+        let last = pos0 + qb + rows;
+        for kb in (0..last).step_by(BLOCK) {
+            let nk = BLOCK.min(last - kb);
+            let s = &mut s[..rows * nk];
+            let s_mat = MatMut::new(s, (rows, nk), nk);
+            let v = if packed {
+                let q = MatRef::rows(&qs[qb * hs..], (rows, hs), hs);
+                isa.gemm(s_mat, q, keys_t_block(kt, kb, nk, n_keys, hs));
+                MatRef::rows(&vp[kb * hs..], (nk, hs), hs)
+            } else {
+                let (k, v) = head.kv_rows(kb, nk);
+                let q = MatRef::rows(&head.q[qb * head.q_rs..], (rows, hs), head.q_rs);
+                isa.gemm_nt(s_mat, q, k, scale);
+                v
+            };
+            for (i, row) in s.chunks_mut(nk).enumerate() {
+                let (live, masked) = row.split_at_mut(visible(pos0 + qb + i, kb, nk));
+                masked.fill(0.0);
+                if live.is_empty() {
+                    continue;
+                }
+                // Online softmax: rescale what was summed under the old max.
+                let m_new = m[i].max(isa.max(live));
+                let alpha = (m[i] - m_new).exp(); // 0 on the first block, where m = -inf
+                l[i] = l[i] * alpha + isa.exp_shift(live, m_new);
+                if alpha != 1.0 {
+                    isa.scale(&mut o[i * hs..(i + 1) * hs], alpha);
+                }
+                m[i] = m_new;
+            }
+            isa.gemm_acc(
+                MatMut::new(o, (rows, hs), hs),
+                MatRef::rows(s, (rows, nk), nk),
+                v,
+            );
+        }
+        for (i, oi) in o.chunks_mut(hs).enumerate() {
+            isa.scale(oi, 1.0 / l[i]);
+            lse[qb + i] = m[i] + l[i].ln();
+        }
     }
 }
 
@@ -155,24 +239,12 @@ pub fn forward(
     else {
         return Ok(());
     };
-    let n_qb = t.div_ceil(BLOCK);
-    let tiles: Vec<(Vec<f32>, Vec<f32>)> = (0..b * nh * n_qb)
+    let heads: Vec<(Vec<f32>, Vec<f32>)> = (0..b * nh)
         .into_par_iter()
-        .map(|task| {
-            let (bh, qb) = (task / n_qb, task % n_qb);
-            let (bi, h) = (bh / nh, bh % nh);
-            let (i0, rows) = (qb * BLOCK, BLOCK.min(t - qb * BLOCK));
-            let x = &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c];
-            let head = Head {
-                q: &x[i0 * 3 * c + h * hs..],
-                q_rs: 3 * c,
-                k: &x[c + h * hs..],
-                v: &x[2 * c + h * hs..],
-                kv_rs: 3 * c,
-                hs,
-            };
-            let (mut o, mut l) = (vec![0.0; rows * hs], vec![0.0; rows]);
-            attend(isa, &head, i0, &mut o, &mut l);
+        .map(|bh| {
+            let head = Head::of_qkv(qkv, bh, (t, c, nh));
+            let (mut o, mut l) = (vec![0.0; t * hs], vec![0.0; t]);
+            attend(isa, &head, 0, &mut o, &mut l);
             (o, l)
         })
         .collect();
@@ -180,15 +252,11 @@ pub fn forward(
         .zip(lse.par_chunks_mut(nh * t))
         .enumerate()
         .for_each(|(bi, (out, lse))| {
-            for h in 0..nh {
-                for qb in 0..n_qb {
-                    let (o, l) = &tiles[(bi * nh + h) * n_qb + qb];
-                    let i0 = qb * BLOCK;
-                    for (r, orow) in o.chunks(hs).enumerate() {
-                        out[(i0 + r) * c + h * hs..][..hs].copy_from_slice(orow);
-                    }
-                    lse[h * t + i0..][..l.len()].copy_from_slice(l);
+            for (h, (o, l)) in heads[bi * nh..(bi + 1) * nh].iter().enumerate() {
+                for (orow, out_row) in o.chunks(hs).zip(out.chunks_mut(c)) {
+                    out_row[h * hs..(h + 1) * hs].copy_from_slice(orow);
                 }
+                lse[h * t..(h + 1) * t].copy_from_slice(l);
             }
         });
     Ok(())
@@ -239,29 +307,25 @@ pub fn forward_cached(
             ));
         }
     }
-    let n_qb = tq.div_ceil(BLOCK);
-    let tiles: Vec<Vec<f32>> = (0..nh * n_qb)
+    let heads: Vec<Vec<f32>> = (0..nh)
         .into_par_iter()
-        .map(|task| {
-            let (h, qb) = (task / n_qb, task % n_qb);
-            let (i0, rows) = (qb * BLOCK, BLOCK.min(tq - qb * BLOCK));
+        .map(|h| {
             let head = Head {
-                q: &q[i0 * q_stride + h * hs..],
+                q: &q[h * hs..],
                 q_rs: q_stride,
                 k: &k_cache[h * hs..],
                 v: &v_cache[h * hs..],
                 kv_rs: c,
                 hs,
             };
-            let (mut o, mut lse) = (vec![0.0; rows * hs], vec![0.0; rows]);
-            attend(isa, &head, kv_len - tq + i0, &mut o, &mut lse);
+            let (mut o, mut lse) = (vec![0.0; tq * hs], vec![0.0; tq]);
+            attend(isa, &head, kv_len - tq, &mut o, &mut lse);
             o
         })
         .collect();
-    for (task, o) in tiles.iter().enumerate() {
-        let (h, qb) = (task / n_qb, task % n_qb);
-        for (r, orow) in o.chunks(hs).enumerate() {
-            out[(qb * BLOCK + r) * c + h * hs..][..hs].copy_from_slice(orow);
+    for (h, o) in heads.iter().enumerate() {
+        for (orow, out_row) in o.chunks(hs).zip(out.chunks_mut(c)) {
+            out_row[h * hs..(h + 1) * hs].copy_from_slice(orow);
         }
     }
     Ok(())
@@ -281,35 +345,57 @@ fn head_backward(
     let d: Vec<f32> = (0..t)
         .map(|i| isa.dot(&dout[i * c..][..hs], &out[i * c..][..hs]))
         .collect();
+    // Contiguous copies: Q·scale (so S = Qs·Kᵀ and dK = dSᵀ·Qs) and dO.
+    let (mut qs, mut dop) = (vec![0.0f32; t * hs], vec![0.0f32; t * hs]);
+    pack_rows(isa, &mut qs, head.q, (t, hs), head.q_rs, scale);
+    pack_rows(isa, &mut dop, dout, (t, hs), c, 1.0);
     let mut grads = vec![0.0f32; 3 * t * hs];
     let (dq, dkv) = grads.split_at_mut(t * hs);
     let (dk, dv) = dkv.split_at_mut(t * hs);
+    let mut kt = vec![0.0f32; hs * BLOCK];
+    let mut vt = vec![0.0f32; hs * BLOCK];
+    let mut ks = vec![0.0f32; BLOCK * hs];
     let mut p = vec![0.0f32; BLOCK * BLOCK];
     let mut ds = vec![0.0f32; BLOCK * BLOCK];
     for kb in (0..t).step_by(BLOCK) {
         let nk = BLOCK.min(t - kb);
+        // This key block as Kᵀ, Vᵀ and K·scale (so that dQ = dS·Ks), all contiguous.
         let (k, v) = head.kv_rows(kb, nk);
+        isa.transpose(MatMut::new(&mut kt[..hs * nk], (hs, nk), nk), k);
+        isa.transpose(MatMut::new(&mut vt[..hs * nk], (hs, nk), nk), v);
+        pack_rows(
+            isa,
+            &mut ks,
+            &head.k[kb * head.kv_rs..],
+            (nk, hs),
+            head.kv_rs,
+            scale,
+        );
+        let (kt, vt) = (
+            MatRef::rows(&kt, (hs, nk), nk),
+            MatRef::rows(&vt, (hs, nk), nk),
+        );
+        let ks = MatRef::rows(&ks, (nk, hs), hs);
         // Query blocks at or below the diagonal (blocks of queries and keys coincide).
         for qb in (kb..t).step_by(BLOCK) {
             let rows = BLOCK.min(t - qb);
-            let q = MatRef::rows(&head.q[qb * head.q_rs..], (rows, hs), head.q_rs);
-            let dout_blk = MatRef::rows(&dout[qb * c..], (rows, hs), c);
+            let q = MatRef::rows(&qs[qb * hs..], (rows, hs), hs);
+            let dob = MatRef::rows(&dop[qb * hs..], (rows, hs), hs);
             let (p, ds) = (&mut p[..rows * nk], &mut ds[..rows * nk]);
-            isa.gemm_nt(MatMut::new(p, (rows, nk), nk), q, k, scale);
+            isa.gemm(MatMut::new(p, (rows, nk), nk), q, kt);
             for (i, row) in p.chunks_mut(nk).enumerate() {
                 let (live, masked) = row.split_at_mut(visible(qb + i, kb, nk));
                 isa.exp_shift(live, lse[qb + i]);
                 masked.fill(0.0);
             }
             let p_t = MatRef::rows(p, (rows, nk), nk).t();
-            isa.gemm_acc(MatMut::new(&mut dv[kb * hs..], (nk, hs), hs), p_t, dout_blk);
-            isa.gemm_nt(MatMut::new(ds, (rows, nk), nk), dout_blk, v, 1.0);
+            isa.gemm_acc(MatMut::new(&mut dv[kb * hs..], (nk, hs), hs), p_t, dob);
+            isa.gemm(MatMut::new(ds, (rows, nk), nk), dob, vt);
             for (i, (dsi, pi)) in ds.chunks_mut(nk).zip(p.chunks(nk)).enumerate() {
                 isa.softmax_vjp(dsi, pi, d[qb + i]);
-                isa.scale(dsi, scale);
             }
             let ds_m = MatRef::rows(ds, (rows, nk), nk);
-            isa.gemm_acc(MatMut::new(&mut dq[qb * hs..], (rows, hs), hs), ds_m, k);
+            isa.gemm_acc(MatMut::new(&mut dq[qb * hs..], (rows, hs), hs), ds_m, ks);
             isa.gemm_acc(MatMut::new(&mut dk[kb * hs..], (nk, hs), hs), ds_m.t(), q);
         }
     }
@@ -341,15 +427,7 @@ pub fn backward(
         .into_par_iter()
         .map(|bh| {
             let (bi, h) = (bh / nh, bh % nh);
-            let x = &qkv[bi * t * 3 * c..(bi + 1) * t * 3 * c];
-            let head = Head {
-                q: &x[h * hs..],
-                q_rs: 3 * c,
-                k: &x[c + h * hs..],
-                v: &x[2 * c + h * hs..],
-                kv_rs: 3 * c,
-                hs,
-            };
+            let head = Head::of_qkv(qkv, bh, (t, c, nh));
             let rows = bi * t * c + h * hs..(bi + 1) * t * c;
             head_backward(
                 isa,

@@ -348,7 +348,20 @@ impl Isa {
     /// through the packed GEMM of `cpu::matmul`; this is the block product of attention.
     pub(crate) fn gemm_acc(self, c: MatMut, a: MatRef, b: MatRef) {
         assert!(a.rows == c.rows && b.cols == c.cols && a.cols == b.rows && b.cs == 1);
-        dispatch!(self, gemm_acc(c, a, b))
+        dispatch!(self, gemm(c, a, b, true))
+    }
+
+    /// `C = A·B` (overwriting `C`), otherwise as [`Isa::gemm_acc`].
+    pub(crate) fn gemm(self, c: MatMut, a: MatRef, b: MatRef) {
+        assert!(a.rows == c.rows && b.cols == c.cols && a.cols == b.rows && b.cs == 1);
+        dispatch!(self, gemm(c, a, b, false))
+    }
+
+    /// `dst = srcᵀ`: `dst` is `cols × rows` for a `rows × cols` source with contiguous
+    /// rows (packs blocks of keys/values for the block products).
+    pub(crate) fn transpose(self, dst: MatMut, src: MatRef) {
+        assert!(dst.rows == src.cols && dst.cols == src.rows && src.cs == 1);
+        dispatch!(self, transpose(dst, src))
     }
 
     /// `C = alpha·A·Bᵀ` (overwriting `C`) for small blocks: `A` is `m × k`, `B` is `n × k`,

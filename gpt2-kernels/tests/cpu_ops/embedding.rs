@@ -29,6 +29,37 @@ fn case(rng: &mut Rng, n: usize, c: usize) -> Case {
     }
 }
 
+impl Case {
+    fn forward(&self, isa: Isa, c: usize) -> Vec<f32> {
+        let mut out = vec![0.0; self.tokens.len() * c];
+        embedding::forward(
+            isa,
+            &mut out,
+            &self.tokens,
+            &self.positions,
+            &self.wte,
+            &self.wpe,
+            c,
+        )
+        .unwrap();
+        out
+    }
+
+    /// Accumulates the kernel's gradients into `dwte`, `dwpe`.
+    fn backward(&self, isa: Isa, dwte: &mut [f32], dwpe: &mut [f32], c: usize) {
+        embedding::backward(
+            isa,
+            dwte,
+            dwpe,
+            &self.dout,
+            &self.tokens,
+            &self.positions,
+            c,
+        )
+        .unwrap();
+    }
+}
+
 #[test]
 fn forward_and_backward_match_reference() {
     let mut rng = Rng::new(10);
@@ -36,9 +67,7 @@ fn forward_and_backward_match_reference() {
         for n in SIZES {
             for c in [1, 8, 17, 65] {
                 let k = case(&mut rng, n, c);
-                let mut out = vec![0.0; n * c];
-                embedding::forward(isa, &mut out, &k.tokens, &k.positions, &k.wte, &k.wpe, c)
-                    .unwrap();
+                let out = k.forward(isa, c);
                 let mut want = vec![0.0; n * c];
                 reference::forward(&mut want, &k.tokens, &k.positions, &k.wte, &k.wpe, c).unwrap();
                 // One addition per element: exact.
@@ -48,16 +77,7 @@ fn forward_and_backward_match_reference() {
                 let dwte0 = uniform(&mut rng, k.wte.len(), -1.0, 1.0);
                 let dwpe0 = uniform(&mut rng, k.wpe.len(), -1.0, 1.0);
                 let (mut dwte, mut dwpe) = (dwte0.clone(), dwpe0.clone());
-                embedding::backward(
-                    isa,
-                    &mut dwte,
-                    &mut dwpe,
-                    &k.dout,
-                    &k.tokens,
-                    &k.positions,
-                    c,
-                )
-                .unwrap();
+                k.backward(isa, &mut dwte, &mut dwpe, c);
                 let (mut rte, mut rpe) = (to_f64(&dwte0), to_f64(&dwpe0));
                 reference::backward(
                     &mut rte,
@@ -91,16 +111,7 @@ fn backward_matches_finite_differences() {
     let fd_pe = finite_diff(|x| f(&wte, x), &wpe, 1e-5);
     for isa in isas() {
         let (mut dwte, mut dwpe) = (vec![0.0; wte.len()], vec![0.0; wpe.len()]);
-        embedding::backward(
-            isa,
-            &mut dwte,
-            &mut dwpe,
-            &k.dout,
-            &k.tokens,
-            &k.positions,
-            c,
-        )
-        .unwrap();
+        k.backward(isa, &mut dwte, &mut dwpe, c);
         assert_close(&format!("{isa} dwte vs FD"), &dwte, &fd_te, 1e-6);
         assert_close(&format!("{isa} dwpe vs FD"), &dwpe, &fd_pe, 1e-6);
     }
@@ -113,19 +124,9 @@ fn deterministic_across_thread_counts() {
     let k = case(&mut rng, n, c);
     for isa in isas() {
         assert_thread_invariant("embedding", || {
-            let mut out = vec![0.0; n * c];
-            embedding::forward(isa, &mut out, &k.tokens, &k.positions, &k.wte, &k.wpe, c).unwrap();
+            let out = k.forward(isa, c);
             let (mut dwte, mut dwpe) = (vec![0.0; k.wte.len()], vec![0.0; k.wpe.len()]);
-            embedding::backward(
-                isa,
-                &mut dwte,
-                &mut dwpe,
-                &k.dout,
-                &k.tokens,
-                &k.positions,
-                c,
-            )
-            .unwrap();
+            k.backward(isa, &mut dwte, &mut dwpe, c);
             vec![out, dwte, dwpe]
         });
     }

@@ -4,7 +4,7 @@
 //! `simd.rs` calls them only through an `Isa` that proved both features are present.
 //! Since Rust 1.87 the arithmetic intrinsics are safe inside such functions: `unsafe`
 //! is confined to loads and stores through pointers — [`load`]/[`store`] of whole
-//! `[f32; 8]` arrays, the bf16 conversions, and the two block-product micro-kernels.
+//! `[f32; 8]` arrays, the bf16 conversions, and the block products of [`blocks`].
 //!
 //! Elementwise helpers are written once as closures over vectors and driven by
 //! [`zip_map`] and [`fold`]; a tail shorter than a vector goes through a stack buffer
@@ -22,8 +22,11 @@
 use std::arch::x86_64::*;
 use std::cell::Cell;
 
+use super::AdamWCoeffs;
 use super::scalar::{self, GELU_BETA, GELU_KAPPA};
-use super::{AdamWCoeffs, MatMut, MatRef};
+
+mod blocks;
+pub(super) use blocks::{gemm, gemm_nt, transpose};
 
 /// Lanes per vector.
 const W: usize = 8;
@@ -514,247 +517,6 @@ pub(super) fn bf16_to_f32(out: &mut [f32], inp: &[u16]) {
         store(o, _mm256_castsi256_ps(bits));
     }
     scalar::bf16_to_f32(out_tail, in_tail);
-}
-
-// ---------------------------------------------------------------------------------
-// Block products for attention. The views were bounds-checked when they were made
-// (`MatRef::new`, `MatMut::new`), so the micro-kernels read and write through raw
-// pointers without per-element checks.
-
-/// Rows of `C` per register tile of [`gemm_acc`]: 6 rows × 16 columns = 12 accumulators.
-const ACC_MR: usize = 6;
-
-/// `C += A·B`: register tiles of `ACC_MR × 16` (then `× 8`); a last strip of fewer
-/// than 8 columns is done by the scalar code.
-#[target_feature(enable = "avx2,fma")]
-pub(super) fn gemm_acc(c: MatMut, a: MatRef, b: MatRef) {
-    let (m, n, k) = (c.rows, c.cols, a.cols);
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    let n8 = n / W * W;
-    for i0 in (0..m).step_by(ACC_MR) {
-        let mr = ACC_MR.min(m - i0);
-        let mut j0 = 0;
-        while j0 < n8 {
-            let nv = if j0 + 2 * W <= n8 { 2 } else { 1 };
-            // SAFETY: rows i0..i0+mr < m of A and C, columns j0..j0+8·nv ≤ n8 ≤ n of B
-            // and C, and all k columns of A / rows of B, lie inside the checked views.
-            unsafe {
-                let cp = c.data.as_mut_ptr().add(i0 * c.rs + j0);
-                let ap = a.data.as_ptr().add(i0 * a.rs);
-                let bp = b.data.as_ptr().add(j0);
-                tile_acc_dyn(mr, nv, cp, c.rs, ap, (a.rs, a.cs), bp, b.rs, k);
-            }
-            j0 += nv * W;
-        }
-    }
-    if n8 < n {
-        let rows = c.rows;
-        let strip = MatMut {
-            data: &mut c.data[n8..],
-            rows,
-            cols: n - n8,
-            rs: c.rs,
-        };
-        let b_strip = MatRef {
-            data: &b.data[n8..],
-            cols: n - n8,
-            ..b
-        };
-        scalar::gemm_acc(strip, a, b_strip);
-    }
-}
-
-/// Dispatches to the `tile_acc` instance for `mr` rows and `nv` vectors of columns.
-///
-/// # Safety
-/// As [`tile_acc`].
-#[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_acc_dyn(
-    mr: usize,
-    nv: usize,
-    c: *mut f32,
-    ldc: usize,
-    a: *const f32,
-    a_strides: (usize, usize),
-    b: *const f32,
-    ldb: usize,
-    k: usize,
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match (mr, nv) {
-            (1, 1) => tile_acc::<1, 1>(c, ldc, a, a_strides, b, ldb, k),
-            (2, 1) => tile_acc::<2, 1>(c, ldc, a, a_strides, b, ldb, k),
-            (3, 1) => tile_acc::<3, 1>(c, ldc, a, a_strides, b, ldb, k),
-            (4, 1) => tile_acc::<4, 1>(c, ldc, a, a_strides, b, ldb, k),
-            (5, 1) => tile_acc::<5, 1>(c, ldc, a, a_strides, b, ldb, k),
-            (6, 1) => tile_acc::<6, 1>(c, ldc, a, a_strides, b, ldb, k),
-            (1, _) => tile_acc::<1, 2>(c, ldc, a, a_strides, b, ldb, k),
-            (2, _) => tile_acc::<2, 2>(c, ldc, a, a_strides, b, ldb, k),
-            (3, _) => tile_acc::<3, 2>(c, ldc, a, a_strides, b, ldb, k),
-            (4, _) => tile_acc::<4, 2>(c, ldc, a, a_strides, b, ldb, k),
-            (5, _) => tile_acc::<5, 2>(c, ldc, a, a_strides, b, ldb, k),
-            _ => tile_acc::<6, 2>(c, ldc, a, a_strides, b, ldb, k),
-        }
-    }
-}
-
-/// `C[0..MR, 0..8·NV] += A[0..MR, 0..k] · B[0..k, 0..8·NV]`, accumulating in registers:
-/// per step of `k`, `NV` vector loads of a row of `B`, `MR` broadcasts from `A` and
-/// `MR·NV` FMAs.
-///
-/// # Safety
-/// `a + i·rs + p·cs` (`i < MR`, `p < k`), `b + p·ldb + j` (`j < 8·NV`) must be readable
-/// and `c + i·ldc + j` readable and writable.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_acc<const MR: usize, const NV: usize>(
-    c: *mut f32,
-    ldc: usize,
-    a: *const f32,
-    (rs, cs): (usize, usize),
-    b: *const f32,
-    ldb: usize,
-    k: usize,
-) {
-    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-    for p in 0..k {
-        // SAFETY: in bounds by the function's contract.
-        let bv: [__m256; NV] =
-            std::array::from_fn(|v| unsafe { _mm256_loadu_ps(b.add(p * ldb + v * W)) });
-        for (i, row) in acc.iter_mut().enumerate() {
-            // SAFETY: in bounds by the function's contract.
-            let av = _mm256_set1_ps(unsafe { *a.add(i * rs + p * cs) });
-            for (s, &bvv) in row.iter_mut().zip(&bv) {
-                *s = _mm256_fmadd_ps(av, bvv, *s);
-            }
-        }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        for (v, &s) in row.iter().enumerate() {
-            // SAFETY: in bounds by the function's contract.
-            unsafe {
-                let cp = c.add(i * ldc + v * W);
-                _mm256_storeu_ps(cp, _mm256_add_ps(_mm256_loadu_ps(cp), s));
-            }
-        }
-    }
-}
-
-/// Rows of `A` and of `B` per register tile of [`gemm_nt`]: 3 × 4 = 12 accumulators.
-const NT_MR: usize = 3;
-const NT_NR: usize = 4;
-
-/// `C = alpha·A·Bᵀ`: register tiles of `NT_MR × NT_NR` dot products, each vectorised
-/// along `k`; a tail of `k` shorter than a vector is added by scalar code.
-#[target_feature(enable = "avx2,fma")]
-pub(super) fn gemm_nt(c: MatMut, a: MatRef, b: MatRef, alpha: f32) {
-    let (m, n, k) = (c.rows, c.cols, a.cols);
-    if m == 0 || n == 0 {
-        return;
-    }
-    for i0 in (0..m).step_by(NT_MR) {
-        let mr = NT_MR.min(m - i0);
-        for j0 in (0..n).step_by(NT_NR) {
-            let nr = NT_NR.min(n - j0);
-            // SAFETY: rows i0..i0+mr < m of A and C, rows j0..j0+nr < n of B, columns
-            // j0..j0+nr of C and the k columns of A and B lie inside the checked views
-            // (if k == 0 nothing is read).
-            unsafe {
-                let cp = c.data.as_mut_ptr().add(i0 * c.rs + j0);
-                let ap = a.data.as_ptr().add(i0 * a.rs);
-                let bp = b.data.as_ptr().add(j0 * b.rs);
-                tile_nt_dyn(mr, nr, cp, c.rs, (ap, a.rs), (bp, b.rs), k, alpha);
-            }
-        }
-    }
-}
-
-/// Dispatches to the `tile_nt` instance for `mr × nr`.
-///
-/// # Safety
-/// As [`tile_nt`].
-#[allow(clippy::too_many_arguments)]
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_nt_dyn(
-    mr: usize,
-    nr: usize,
-    c: *mut f32,
-    ldc: usize,
-    a: (*const f32, usize),
-    b: (*const f32, usize),
-    k: usize,
-    alpha: f32,
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        match (mr, nr) {
-            (1, 1) => tile_nt::<1, 1>(c, ldc, a, b, k, alpha),
-            (1, 2) => tile_nt::<1, 2>(c, ldc, a, b, k, alpha),
-            (1, 3) => tile_nt::<1, 3>(c, ldc, a, b, k, alpha),
-            (1, _) => tile_nt::<1, 4>(c, ldc, a, b, k, alpha),
-            (2, 1) => tile_nt::<2, 1>(c, ldc, a, b, k, alpha),
-            (2, 2) => tile_nt::<2, 2>(c, ldc, a, b, k, alpha),
-            (2, 3) => tile_nt::<2, 3>(c, ldc, a, b, k, alpha),
-            (2, _) => tile_nt::<2, 4>(c, ldc, a, b, k, alpha),
-            (_, 1) => tile_nt::<3, 1>(c, ldc, a, b, k, alpha),
-            (_, 2) => tile_nt::<3, 2>(c, ldc, a, b, k, alpha),
-            (_, 3) => tile_nt::<3, 3>(c, ldc, a, b, k, alpha),
-            _ => tile_nt::<3, 4>(c, ldc, a, b, k, alpha),
-        }
-    }
-}
-
-/// `C[i, j] = alpha · Σ_p A[i, p]·B[j, p]` for `i < MR`, `j < NR` (`NR ≤ 4`).
-///
-/// # Safety
-/// `a.0 + i·a.1 + p`, `b.0 + j·b.1 + p` (`p < k`) must be readable and
-/// `c + i·ldc + j` writable.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_nt<const MR: usize, const NR: usize>(
-    c: *mut f32,
-    ldc: usize,
-    (a, lda): (*const f32, usize),
-    (b, ldb): (*const f32, usize),
-    k: usize,
-    alpha: f32,
-) {
-    let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-    let k8 = k / W * W;
-    for p in (0..k8).step_by(W) {
-        // SAFETY: in bounds by the function's contract.
-        let av: [__m256; MR] =
-            std::array::from_fn(|i| unsafe { _mm256_loadu_ps(a.add(i * lda + p)) });
-        for j in 0..NR {
-            // SAFETY: in bounds by the function's contract.
-            let bv = unsafe { _mm256_loadu_ps(b.add(j * ldb + p)) };
-            for (row, &avi) in acc.iter_mut().zip(&av) {
-                row[j] = _mm256_fmadd_ps(avi, bv, row[j]);
-            }
-        }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        let mut four = [_mm256_setzero_ps(); 4];
-        four[..NR].copy_from_slice(row);
-        let mut sums = [0.0f32; 4];
-        // SAFETY: `sums` is 4 writable floats.
-        unsafe { _mm_storeu_ps(sums.as_mut_ptr(), hsum4(four)) };
-        for (j, &s) in sums[..NR].iter().enumerate() {
-            let mut s = s;
-            for p in k8..k {
-                // SAFETY: in bounds by the function's contract.
-                s += unsafe { *a.add(i * lda + p) * *b.add(j * ldb + p) };
-            }
-            // SAFETY: in bounds by the function's contract.
-            unsafe { *c.add(i * ldc + j) = alpha * s };
-        }
-    }
 }
 
 #[cfg(test)]

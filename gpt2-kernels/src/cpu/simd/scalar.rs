@@ -153,12 +153,25 @@ pub(super) fn bf16_to_f32(out: &mut [f32], inp: &[u16]) {
     }
 }
 
-pub(super) fn gemm_acc(c: MatMut, a: MatRef, b: MatRef) {
+pub(super) fn transpose(dst: MatMut, src: MatRef) {
+    for i in 0..src.rows {
+        for j in 0..src.cols {
+            dst.data[j * dst.rs + i] = src.at(i, j);
+        }
+    }
+}
+
+/// `C = A·B`, or `C += A·B` if `acc`.
+pub(super) fn gemm(c: MatMut, a: MatRef, b: MatRef, acc: bool) {
     for i in 0..c.rows {
+        let row = &mut c.data[i * c.rs..][..c.cols];
+        if !acc {
+            row.fill(0.0);
+        }
         for p in 0..a.cols {
             let aip = a.at(i, p);
-            for j in 0..c.cols {
-                c.data[i * c.rs + j] += aip * b.at(p, j);
+            for (j, cij) in row.iter_mut().enumerate() {
+                *cij += aip * b.at(p, j);
             }
         }
     }

@@ -296,6 +296,21 @@ fn block_products_match_f64() {
                     );
                 }
             }
+            // Overwriting: C = A·B, whatever C held.
+            let mut c2 = c0.clone();
+            isa.gemm(MatMut::new(&mut c2, (m, n), ldc), a, b);
+            for i in 0..m {
+                for j in 0..n {
+                    let exact: f64 = (0..k)
+                        .map(|p| f64::from(a.at(i, p)) * f64::from(b.at(p, j)))
+                        .sum();
+                    let got = f64::from(c2[i * ldc + j]);
+                    assert!(
+                        (got - exact).abs() < 1e-5 * (1.0 + k as f64),
+                        "{isa} set {m}x{n}x{k} ({i},{j})"
+                    );
+                }
+            }
             // C = 0.5·A·Bᵀ with A = (m × k) row-major and B = (n × k) row-major.
             let lda = k + 1;
             let ad = vec_in(&mut rng, m * lda, -1.0, 1.0);
@@ -331,4 +346,43 @@ fn matref_rejects_out_of_bounds_views() {
     assert!(std::panic::catch_unwind(|| MatRef::new(&data, (3, 4), 3, 1)).is_ok());
     assert!(std::panic::catch_unwind(|| MatRef::new(&data, (3, 4), 4, 1)).is_err());
     assert!(std::panic::catch_unwind(|| MatRef::new(&data, (0, 4), 400, 1)).is_ok());
+}
+
+#[test]
+fn transpose_matches_definition() {
+    let mut rng = Rng::new(7);
+    for isa in Isa::available() {
+        for (rows, cols) in [
+            (0, 3),
+            (1, 1),
+            (8, 8),
+            (3, 17),
+            (17, 9),
+            (64, 64),
+            (65, 24),
+            (16, 63),
+        ] {
+            let lds = cols + 5;
+            let src_data = vec_in(&mut rng, rows * lds, -1.0, 1.0);
+            let src = MatRef::rows(&src_data, (rows, cols), lds);
+            let ldd = rows + 2;
+            let mut dst = vec![f32::NAN; cols * ldd];
+            isa.transpose(MatMut::new(&mut dst, (cols, rows), ldd), src);
+            for j in 0..cols {
+                for i in 0..rows {
+                    assert_eq!(
+                        dst[j * ldd + i],
+                        src.at(i, j),
+                        "{isa} {rows}x{cols} ({i},{j})"
+                    );
+                }
+                // The padding of each destination row is untouched.
+                assert!(
+                    dst[j * ldd + rows..(j + 1) * ldd]
+                        .iter()
+                        .all(|x| x.is_nan())
+                );
+            }
+        }
+    }
 }
