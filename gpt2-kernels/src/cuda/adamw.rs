@@ -133,11 +133,7 @@ pub fn sum_of_squares<T: GpuFloat>(gpu: &Gpu, x: &GpuBuf<T>) -> Result<f64> {
 /// `x ← s·x` (e.g. gradient clipping by `max_norm / norm`).
 pub fn scale<T: GpuFloat>(gpu: &Gpu, x: &mut GpuBuf<T>, s: f32) -> Result<()> {
     let n = x.len();
-    if n == 0 {
-        return Ok(());
-    }
-    let args = [x.arg(), Arg::F32(s), Arg::U64(n as u64)];
-    gpu.launch(&MODULE, SCALE.of::<T>(), elementwise(n), &args)
+    gpu.launch_elementwise(&MODULE, SCALE.of::<T>(), &[x.arg(), Arg::F32(s)], n)
 }
 
 #[cfg(test)]

@@ -3,8 +3,7 @@
 
 use half::bf16;
 
-use super::module::{Arg, Module, ptx_module};
-use super::runtime::elementwise;
+use super::module::{Module, ptx_module};
 use super::{Gpu, GpuBuf, GpuElem};
 use crate::Result;
 use crate::error::check_len;
@@ -20,12 +19,7 @@ fn launch<A: GpuElem, B: GpuElem>(
     inp: &GpuBuf<B>,
 ) -> Result<()> {
     check_len(op, "inp", inp.len(), out.len())?;
-    let n = out.len();
-    if n == 0 {
-        return Ok(());
-    }
-    let args = [out.arg(), inp.arg(), Arg::U64(n as u64)];
-    gpu.launch(&MODULE, kernel, elementwise(n), &args)
+    gpu.launch_elementwise(&MODULE, kernel, &[out.arg(), inp.arg()], out.len())
 }
 
 /// `out = bf16(inp)`, rounding to nearest even.

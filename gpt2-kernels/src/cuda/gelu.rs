@@ -2,8 +2,7 @@
 //!
 //! Shapes: all operands have the same length (elementwise).
 
-use super::module::{Arg, Kernels, Module, kernels, ptx_module};
-use super::runtime::elementwise;
+use super::module::{Kernels, Module, kernels, ptx_module};
 use super::{Gpu, GpuBuf, GpuFloat};
 use crate::Result;
 use crate::error::check_len;
@@ -15,12 +14,8 @@ const BACKWARD: Kernels = kernels!("gelu_backward");
 /// `out = gelu(inp)`.
 pub fn forward<T: GpuFloat>(gpu: &Gpu, out: &mut GpuBuf<T>, inp: &GpuBuf<T>) -> Result<()> {
     check_len("cuda::gelu::forward", "inp", inp.len(), out.len())?;
-    let n = out.len();
-    if n == 0 {
-        return Ok(());
-    }
-    let args = [out.arg(), inp.arg(), Arg::U64(n as u64)];
-    gpu.launch(&MODULE, FORWARD.of::<T>(), elementwise(n), &args)
+    let buffers = [out.arg(), inp.arg()];
+    gpu.launch_elementwise(&MODULE, FORWARD.of::<T>(), &buffers, out.len())
 }
 
 /// `dinp += gelu'(inp) · dout`.
@@ -32,12 +27,8 @@ pub fn backward<T: GpuFloat>(
 ) -> Result<()> {
     check_len("cuda::gelu::backward", "inp", inp.len(), dinp.len())?;
     check_len("cuda::gelu::backward", "dout", dout.len(), dinp.len())?;
-    let n = dinp.len();
-    if n == 0 {
-        return Ok(());
-    }
-    let args = [dinp.arg(), inp.arg(), dout.arg(), Arg::U64(n as u64)];
-    gpu.launch(&MODULE, BACKWARD.of::<T>(), elementwise(n), &args)
+    let buffers = [dinp.arg(), inp.arg(), dout.arg()];
+    gpu.launch_elementwise(&MODULE, BACKWARD.of::<T>(), &buffers, dinp.len())
 }
 
 #[cfg(test)]

@@ -2,8 +2,7 @@
 //!
 //! Shapes: all operands have the same length (elementwise).
 
-use super::module::{Arg, Kernels, Module, kernels, ptx_module};
-use super::runtime::elementwise;
+use super::module::{Kernels, Module, kernels, ptx_module};
 use super::{Gpu, GpuBuf, GpuFloat};
 use crate::Result;
 use crate::error::check_len;
@@ -21,12 +20,8 @@ pub fn forward<T: GpuFloat>(
 ) -> Result<()> {
     check_len("cuda::residual::forward", "a", a.len(), out.len())?;
     check_len("cuda::residual::forward", "b", b.len(), out.len())?;
-    let n = out.len();
-    if n == 0 {
-        return Ok(());
-    }
-    let args = [out.arg(), a.arg(), b.arg(), Arg::U64(n as u64)];
-    gpu.launch(&MODULE, FORWARD.of::<T>(), elementwise(n), &args)
+    let buffers = [out.arg(), a.arg(), b.arg()];
+    gpu.launch_elementwise(&MODULE, FORWARD.of::<T>(), &buffers, out.len())
 }
 
 /// `da += dout`, `db += dout`.
@@ -38,12 +33,8 @@ pub fn backward<T: GpuFloat>(
 ) -> Result<()> {
     check_len("cuda::residual::backward", "da", da.len(), dout.len())?;
     check_len("cuda::residual::backward", "db", db.len(), dout.len())?;
-    let n = dout.len();
-    if n == 0 {
-        return Ok(());
-    }
-    let args = [da.arg(), db.arg(), dout.arg(), Arg::U64(n as u64)];
-    gpu.launch(&MODULE, BACKWARD.of::<T>(), elementwise(n), &args)
+    let buffers = [da.arg(), db.arg(), dout.arg()];
+    gpu.launch_elementwise(&MODULE, BACKWARD.of::<T>(), &buffers, dout.len())
 }
 
 #[cfg(test)]

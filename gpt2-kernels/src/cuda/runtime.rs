@@ -260,6 +260,28 @@ impl Gpu {
     }
 }
 
+impl Gpu {
+    /// Launches an elementwise kernel `(buffers..., u64 n)` over `n` elements (nothing
+    /// to do when `n == 0`).
+    pub(crate) fn launch_elementwise(
+        &self,
+        module: &'static Module,
+        name: &'static str,
+        buffers: &[Arg],
+        n: usize,
+    ) -> crate::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let args: Vec<Arg> = buffers
+            .iter()
+            .copied()
+            .chain([Arg::U64(n as u64)])
+            .collect();
+        self.launch(module, name, elementwise(n), &args)
+    }
+}
+
 /// A 1-D grid-stride launch over `n` elements.
 pub(crate) fn elementwise(n: usize) -> LaunchConfig {
     let blocks = (n as u64).div_ceil(u64::from(BLOCK)).clamp(1, MAX_BLOCKS);
