@@ -38,6 +38,9 @@ pub enum KernelError {
         /// What is inconsistent.
         msg: String,
     },
+    /// The GPU failed, or there is none (see [`crate::cuda::CudaError`]).
+    #[error(transparent)]
+    Cuda(#[from] crate::cuda::CudaError),
 }
 
 /// `Result` with [`KernelError`].

@@ -25,6 +25,9 @@
 #![warn(missing_docs)]
 
 pub mod cpu;
+// Without the `cuda` feature, the runtime that cuda's docs link to is not compiled.
+#[cfg_attr(not(feature = "cuda"), allow(rustdoc::broken_intra_doc_links))]
+pub mod cuda;
 mod error;
 pub mod rng;
 

@@ -1,5 +1,6 @@
 //! Our own tensor: a shape and strides over shared storage, with f32/bf16/f16 elements,
-//! owned or memory-mapped (zero copy), on the CPU (CUDA storage behind the `cuda` feature).
+//! owned or memory-mapped (zero copy) on the CPU, or on a GPU (with the `cuda` feature:
+//! [`Tensor::to_device`] copies between host and device).
 //!
 //! Views (`reshape`, `permute`, `transpose`, `narrow`) share storage and copy nothing;
 //! `contiguous()` and `to_dtype()` copy only when they have to. Typed access to the data
@@ -12,6 +13,7 @@ mod layout;
 pub mod ops;
 mod storage;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use half::{bf16, f16};
@@ -32,10 +34,19 @@ pub struct Tensor {
     layout: Layout,
 }
 
-/// Element types a tensor can hold and hand out as slices (`f32`, `bf16`, `f16`). Sealed:
-/// its supertrait lives in a private module, so only those three implement it.
-pub trait TensorElement: Element + IntoOwned {}
-impl<T: Element + IntoOwned> TensorElement for T {}
+/// Element types a tensor can hold and hand out as slices (`f32`, `bf16`, `f16`).
+pub trait TensorElement: Element + storage_private::Sealed {}
+impl<T: Element + storage_private::Sealed> TensorElement for T {}
+
+mod storage_private {
+    /// Seals [`super::TensorElement`] to the three element types our storage knows.
+    // The private bound is the point of a sealed trait.
+    #[allow(private_bounds)]
+    pub trait Sealed: super::storage::IntoOwned {}
+    impl Sealed for f32 {}
+    impl Sealed for half::bf16 {}
+    impl Sealed for half::f16 {}
+}
 
 impl Tensor {
     /// A contiguous tensor that owns `data`, viewed with `shape`.
@@ -156,7 +167,80 @@ impl Tensor {
 
     /// The device the data lives on.
     pub fn device(&self) -> Device {
-        Device::Cpu
+        self.storage.device()
+    }
+
+    /// This tensor on `device`: `self` (shared, no copy) if it is already there, else a
+    /// copy. To a GPU, the elements are copied in row-major order into a contiguous
+    /// buffer; to the host, the whole device buffer is copied and the view kept.
+    /// Without the `cuda` feature, without a driver or GPU, or for a device ordinal that
+    /// does not exist, asking for [`Device::Cuda`] is an [`Error::Device`].
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        match device {
+            Device::Cpu => self.to_host(),
+            Device::Cuda(ordinal) => self.to_cuda(ordinal),
+        }
+    }
+
+    /// A tensor with the same view over a host copy of the storage (`self` on the CPU).
+    fn to_host(&self) -> Result<Tensor> {
+        match &*self.storage {
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Ok(Tensor {
+                storage: Arc::new(Storage::Owned(b.download()?)),
+                layout: self.layout.clone(),
+            }),
+            _ => Ok(self.clone()),
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn to_cuda(&self, ordinal: usize) -> Result<Tensor> {
+        Err(Error::Device(format!(
+            "cuda:{ordinal} requested, but gpt2-core was built without the `cuda` feature"
+        )))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn to_cuda(&self, ordinal: usize) -> Result<Tensor> {
+        use storage::cuda::CudaBuf;
+        let gpu = storage::cuda::gpu(ordinal)?;
+        let host = self.to_host()?.contiguous();
+        let buf = match host.dtype() {
+            DType::F32 => CudaBuf::F32(gpu.upload(host.as_slice::<f32>()?)?),
+            DType::BF16 => CudaBuf::BF16(gpu.upload(host.as_slice::<bf16>()?)?),
+            DType::F16 => CudaBuf::F16(gpu.upload(host.as_slice::<f16>()?)?),
+        };
+        Ok(Tensor {
+            storage: Arc::new(Storage::Cuda(buf)),
+            layout: Layout::contiguous(self.shape()),
+        })
+    }
+
+    /// `self` if its data is on the host, else a host copy. The infallible conversions
+    /// (`to_vec_f32`, `contiguous`, `to_dtype`) of a GPU tensor go through here.
+    ///
+    /// # Panics
+    /// If the device fails during the copy (a CUDA error, not bad input: these signatures
+    /// cannot report it). Use [`Tensor::to_device`] to get a `Result` instead.
+    fn host(&self) -> Cow<'_, Tensor> {
+        match self.device() {
+            Device::Cpu => Cow::Borrowed(self),
+            device => Cow::Owned(
+                self.to_host()
+                    .unwrap_or_else(|e| panic!("copying a tensor from {device}: {e}")),
+            ),
+        }
+    }
+
+    /// The device-side counterpart of [`Tensor::host`]: a host tensor moved (back) to
+    /// `device`. Same panics.
+    fn onto(self, device: Device) -> Tensor {
+        self.to_device(device)
+            .unwrap_or_else(|e| panic!("copying a tensor to {device}: {e}"))
     }
 
     /// Whether the view is row-major and gap-free.
@@ -196,7 +280,9 @@ impl Tensor {
         Ok(self.with_layout(self.layout.narrow(dim, start, len)?))
     }
 
-    /// A contiguous tensor with the same elements: `self` if it already is, else a copy.
+    /// A contiguous tensor with the same elements, on the same device: `self` if it
+    /// already is, else a copy (through the host for a GPU tensor; see `to_device`'s
+    /// errors, which panic here).
     pub fn contiguous(&self) -> Tensor {
         if self.is_contiguous() {
             return self.clone();
@@ -204,8 +290,9 @@ impl Tensor {
         self.copy_as(self.dtype())
     }
 
-    /// The elements converted to `dtype` (rounding to nearest even), as a contiguous tensor.
-    /// Returns `self` unchanged when it already has that type and is contiguous.
+    /// The elements converted to `dtype` (rounding to nearest even), as a contiguous tensor
+    /// on the same device (through the host for a GPU tensor, which panics if the device
+    /// fails). Returns `self` unchanged when it already has that type and is contiguous.
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
         if dtype == self.dtype() {
             return self.contiguous();
@@ -213,21 +300,24 @@ impl Tensor {
         self.copy_as(dtype)
     }
 
-    /// A fresh contiguous owned copy in `dtype`.
+    /// A fresh contiguous copy in `dtype`, on the same device.
     fn copy_as(&self, dtype: DType) -> Tensor {
-        let buf = match (self.dtype(), dtype) {
-            (DType::F32, DType::F32) => OwnedBuf::F32(self.gather::<f32>()),
-            (DType::BF16, DType::BF16) => OwnedBuf::BF16(self.gather::<bf16>()),
-            (DType::F16, DType::F16) => OwnedBuf::F16(self.gather::<f16>()),
-            _ => OwnedBuf::from_f32_iter(dtype, self.to_vec_f32().into_iter()),
+        let host = self.host();
+        let buf = match (host.dtype(), dtype) {
+            (DType::F32, DType::F32) => OwnedBuf::F32(host.gather::<f32>()),
+            (DType::BF16, DType::BF16) => OwnedBuf::BF16(host.gather::<bf16>()),
+            (DType::F16, DType::F16) => OwnedBuf::F16(host.gather::<f16>()),
+            _ => OwnedBuf::from_f32_iter(dtype, host.to_vec_f32().into_iter()),
         };
         Tensor {
             storage: Arc::new(Storage::Owned(buf)),
             layout: Layout::contiguous(self.shape()),
         }
+        .onto(self.device())
     }
 
-    /// The elements in row-major order, in their own type `T` (which must be the dtype).
+    /// The elements in row-major order, in their own type `T` (which must be the dtype);
+    /// the tensor must be on the host.
     fn gather<T: IntoOwned>(&self) -> Vec<T> {
         match self.storage.as_slice::<T>() {
             Ok(s) if self.is_contiguous() => {
@@ -238,17 +328,30 @@ impl Tensor {
         }
     }
 
-    /// The elements in row-major order, widened to f32 (works for any layout and dtype).
+    /// The elements in row-major order, widened to f32 (works for any layout and dtype;
+    /// a GPU tensor is copied to the host, which panics if the device fails).
     pub fn to_vec_f32(&self) -> Vec<f32> {
-        match self.dtype() {
-            DType::F32 => self.gather::<f32>(),
-            DType::BF16 => self.gather::<bf16>().into_iter().map(f32::from).collect(),
-            DType::F16 => self.gather::<f16>().into_iter().map(f32::from).collect(),
+        let host = self.host();
+        match host.dtype() {
+            DType::F32 => host.gather::<f32>(),
+            DType::BF16 => host.gather::<bf16>().into_iter().map(f32::from).collect(),
+            DType::F16 => host.gather::<f16>().into_iter().map(f32::from).collect(),
         }
     }
 
-    /// Element at a multi-index, widened to f32.
+    /// An [`Error::Device`] unless the tensor is on the host.
+    fn check_host(&self, what: &str) -> Result<()> {
+        match self.device() {
+            Device::Cpu => Ok(()),
+            device => Err(Error::Device(format!(
+                "{what} needs the data on the host, it is on {device}: call to_device(Device::Cpu)"
+            ))),
+        }
+    }
+
+    /// Element at a multi-index, widened to f32 (host tensors only).
     pub fn get(&self, index: &[usize]) -> Result<f32> {
+        self.check_host("get")?;
         if index.len() != self.rank() || index.iter().zip(self.shape()).any(|(&i, &n)| i >= n) {
             return Err(Error::Shape(format!(
                 "index {index:?} out of range for shape {:?}",
@@ -266,6 +369,7 @@ impl Tensor {
 
     /// The data of a contiguous tensor of element type `T`, without copying.
     pub fn as_slice<T: TensorElement>(&self) -> Result<&[T]> {
+        self.check_host("slice access")?;
         if !self.is_contiguous() {
             return Err(Error::Shape(format!(
                 "slice access needs a contiguous tensor; this view has shape {:?} and strides {:?} (call contiguous())",
@@ -279,8 +383,9 @@ impl Tensor {
 
     /// Mutable data of element type `T`. Copy-on-write: if the storage is shared with another
     /// tensor, memory-mapped, or the view is not the whole contiguous buffer, the elements are
-    /// first copied into storage this tensor owns alone.
+    /// first copied into storage this tensor owns alone. Host tensors only.
     pub fn as_slice_mut<T: TensorElement>(&mut self) -> Result<&mut [T]> {
+        self.check_host("mutable slice access")?;
         if self.dtype() != T::DTYPE {
             return Err(Error::DType {
                 context: "mutable access to tensor data".into(),
@@ -300,6 +405,90 @@ impl Tensor {
                 "tensor storage is not uniquely owned after copy".into(),
             )),
         }
+    }
+}
+
+/// Device buffers behind GPU tensors, for the CUDA ops (`gpt2_kernels::cuda`).
+#[cfg(feature = "cuda")]
+impl Tensor {
+    /// A tensor over a whole device buffer, viewed with `shape`.
+    pub fn from_gpu_buf<T>(buf: gpt2_kernels::cuda::GpuBuf<T>, shape: &[usize]) -> Result<Tensor>
+    where
+        T: TensorElement + gpt2_kernels::cuda::GpuElem,
+    {
+        let layout = Layout::contiguous(shape);
+        if layout.numel() != buf.len() {
+            return Err(Error::Shape(format!(
+                "a device buffer of {} elements cannot have shape {shape:?}",
+                buf.len()
+            )));
+        }
+        Ok(Tensor {
+            storage: Arc::new(Storage::Cuda(T::into_cuda(buf))),
+            layout,
+        })
+    }
+
+    /// Checks that this is a whole device buffer of element type `T`.
+    fn check_whole_gpu_buf<T: TensorElement>(&self) -> Result<()> {
+        if self.dtype() != T::DTYPE {
+            return Err(Error::DType {
+                context: "device buffer access".into(),
+                expected: T::DTYPE,
+                found: self.dtype(),
+            });
+        }
+        if self.device() == Device::Cpu {
+            return Err(Error::Device(
+                "device buffer access needs a GPU tensor: call to_device(Device::Cuda(_))".into(),
+            ));
+        }
+        let whole =
+            self.is_contiguous() && self.layout.offset() == 0 && self.numel() == self.storage.len();
+        if !whole {
+            return Err(Error::Shape(format!(
+                "device buffer access needs a view of the whole buffer; this one has shape {:?}, \
+                 strides {:?}, offset {}",
+                self.shape(),
+                self.strides(),
+                self.layout.offset()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The device buffer of a GPU tensor that views all of it, row-major.
+    pub fn as_gpu_buf<T>(&self) -> Result<&gpt2_kernels::cuda::GpuBuf<T>>
+    where
+        T: TensorElement + gpt2_kernels::cuda::GpuElem,
+    {
+        self.check_whole_gpu_buf::<T>()?;
+        match &*self.storage {
+            Storage::Cuda(b) => T::cuda_buf(b),
+            _ => None,
+        }
+        .ok_or_else(|| Error::Device("tensor storage changed device".into()))
+    }
+
+    /// The device buffer, mutably. Copy-on-write: if the storage is shared with another
+    /// tensor, the buffer is first copied (on the device) into storage this one owns.
+    pub fn as_gpu_buf_mut<T>(&mut self) -> Result<&mut gpt2_kernels::cuda::GpuBuf<T>>
+    where
+        T: TensorElement + gpt2_kernels::cuda::GpuElem,
+    {
+        self.check_whole_gpu_buf::<T>()?;
+        if Arc::get_mut(&mut self.storage).is_none() {
+            let copy = match &*self.storage {
+                Storage::Cuda(b) => b.try_clone()?,
+                _ => return Err(Error::Device("tensor storage changed device".into())),
+            };
+            self.storage = Arc::new(Storage::Cuda(copy));
+        }
+        match Arc::get_mut(&mut self.storage) {
+            Some(Storage::Cuda(b)) => T::cuda_buf_mut(b),
+            _ => None,
+        }
+        .ok_or_else(|| Error::Device("tensor storage is not uniquely owned after copy".into()))
     }
 }
 
@@ -377,5 +566,42 @@ mod tests {
         let aligned = Tensor::from_mmap(map.clone(), 4, DType::F32, &[2]).unwrap();
         assert!(aligned.is_mapped());
         assert!(Tensor::from_mmap(map, 8, DType::F32, &[3]).is_err());
+    }
+
+    #[test]
+    fn devices_parse_and_print() {
+        for d in [Device::Cpu, Device::Cuda(0), Device::Cuda(3)] {
+            assert_eq!(d.to_string().parse::<Device>().unwrap(), d);
+        }
+        assert_eq!("cuda".parse::<Device>().unwrap(), Device::Cuda(0));
+        for bad in [
+            "gpu",
+            "cuda:",
+            "cuda:x",
+            "cuda:-1",
+            "CPU",
+            "cuda:99999999999999999999",
+        ] {
+            assert!(
+                matches!(bad.parse::<Device>(), Err(Error::Device(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    /// Holds on every machine: no build has a device `usize::MAX` (and builds without the
+    /// `cuda` feature or a driver have none at all), and the tensor stays usable.
+    #[test]
+    fn an_unavailable_device_is_a_device_error() {
+        let t = iota(&[2, 3]);
+        match t.to_device(Device::Cuda(usize::MAX)) {
+            Err(Error::Device(msg)) => assert!(msg.contains("cuda:"), "{msg}"),
+            other => panic!("expected Error::Device, got {other:?}"),
+        }
+        assert_eq!(
+            t.to_device(Device::Cpu).unwrap().to_vec_f32(),
+            t.to_vec_f32()
+        );
+        assert_eq!(t.device(), Device::Cpu);
     }
 }

@@ -1,5 +1,5 @@
-//! Where a tensor's bytes live: an owned typed buffer, or a range of a memory-mapped file
-//! (zero copy), on the CPU. CUDA storage joins here behind the `cuda` feature.
+//! Where a tensor's bytes live: an owned typed buffer or a range of a memory-mapped file
+//! (zero copy) on the CPU, or (with the `cuda` feature) a buffer on a GPU.
 
 use std::sync::Arc;
 
@@ -27,10 +27,28 @@ impl std::fmt::Display for Device {
     }
 }
 
-/// An owned, typed element buffer (`pub` only so that the sealing trait can name it; the
-/// module is private).
+impl std::str::FromStr for Device {
+    type Err = Error;
+
+    /// Parses `cpu`, `cuda` (device 0) or `cuda:N`, as a `--device` flag takes them.
+    fn from_str(s: &str) -> Result<Device> {
+        match s.split_once(':') {
+            None if s == "cpu" => Ok(Device::Cpu),
+            None if s == "cuda" => Ok(Device::Cuda(0)),
+            Some(("cuda", n)) if n.bytes().all(|b| b.is_ascii_digit()) => n
+                .parse()
+                .map(Device::Cuda)
+                .map_err(|_| Error::Device(format!("device ordinal `{n}` is too large"))),
+            _ => Err(Error::Device(format!(
+                "unknown device `{s}`: expected `cpu`, `cuda` or `cuda:N`"
+            ))),
+        }
+    }
+}
+
+/// An owned, typed element buffer.
 #[derive(Debug, Clone)]
-pub enum OwnedBuf {
+pub(crate) enum OwnedBuf {
     F32(Vec<f32>),
     BF16(Vec<bf16>),
     F16(Vec<f16>),
@@ -48,6 +66,9 @@ pub(crate) enum Storage {
         len: usize,
         dtype: DType,
     },
+    /// A buffer on a GPU.
+    #[cfg(feature = "cuda")]
+    Cuda(cuda::CudaBuf),
 }
 
 impl OwnedBuf {
@@ -69,12 +90,24 @@ impl OwnedBuf {
     }
 }
 
-/// Conversion between a typed `Vec` and [`OwnedBuf`], one impl per element type. `pub` in
-/// a private module: it seals `TensorElement`.
-pub trait IntoOwned: Element {
+/// Conversion between a typed `Vec` and [`OwnedBuf`], one impl per element type.
+pub(crate) trait IntoOwned: Element {
     fn into_owned(v: Vec<Self>) -> OwnedBuf;
     fn owned_slice(b: &OwnedBuf) -> Option<&[Self]>;
     fn owned_slice_mut(b: &mut OwnedBuf) -> Option<&mut [Self]>;
+    /// The same for device buffers.
+    #[cfg(feature = "cuda")]
+    fn into_cuda(b: gpt2_kernels::cuda::GpuBuf<Self>) -> cuda::CudaBuf
+    where
+        Self: gpt2_kernels::cuda::GpuElem;
+    #[cfg(feature = "cuda")]
+    fn cuda_buf(b: &cuda::CudaBuf) -> Option<&gpt2_kernels::cuda::GpuBuf<Self>>
+    where
+        Self: gpt2_kernels::cuda::GpuElem;
+    #[cfg(feature = "cuda")]
+    fn cuda_buf_mut(b: &mut cuda::CudaBuf) -> Option<&mut gpt2_kernels::cuda::GpuBuf<Self>>
+    where
+        Self: gpt2_kernels::cuda::GpuElem;
 }
 
 macro_rules! into_owned {
@@ -97,6 +130,28 @@ macro_rules! into_owned {
                     None
                 }
             }
+            #[cfg(feature = "cuda")]
+            fn into_cuda(b: gpt2_kernels::cuda::GpuBuf<Self>) -> cuda::CudaBuf {
+                cuda::CudaBuf::$v(b)
+            }
+            #[cfg(feature = "cuda")]
+            fn cuda_buf(b: &cuda::CudaBuf) -> Option<&gpt2_kernels::cuda::GpuBuf<Self>> {
+                if let cuda::CudaBuf::$v(v) = b {
+                    Some(v)
+                } else {
+                    None
+                }
+            }
+            #[cfg(feature = "cuda")]
+            fn cuda_buf_mut(
+                b: &mut cuda::CudaBuf,
+            ) -> Option<&mut gpt2_kernels::cuda::GpuBuf<Self>> {
+                if let cuda::CudaBuf::$v(v) = b {
+                    Some(v)
+                } else {
+                    None
+                }
+            }
         }
     };
 }
@@ -111,6 +166,16 @@ impl Storage {
             Storage::Owned(OwnedBuf::BF16(_)) => DType::BF16,
             Storage::Owned(OwnedBuf::F16(_)) => DType::F16,
             Storage::Mapped { dtype, .. } => *dtype,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.dtype(),
+        }
+    }
+
+    pub(crate) fn device(&self) -> Device {
+        match self {
+            Storage::Owned(_) | Storage::Mapped { .. } => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Device::Cuda(b.ordinal()),
         }
     }
 
@@ -121,6 +186,8 @@ impl Storage {
             Storage::Owned(OwnedBuf::BF16(v)) => v.len(),
             Storage::Owned(OwnedBuf::F16(v)) => v.len(),
             Storage::Mapped { len, dtype, .. } => len / dtype.size(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.len(),
         }
     }
 
@@ -168,6 +235,11 @@ impl Storage {
                 bytemuck::try_cast_slice(&map[*start..*start + *len])
                     .map_err(|e| Error::Shape(format!("mapped tensor data: {e}")))
             }
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Err(Error::Device(format!(
+                "host access to data on cuda:{}: call to_device(Device::Cpu) first",
+                b.ordinal()
+            ))),
         }
     }
 
@@ -179,5 +251,77 @@ impl Storage {
             DType::F16 => self.as_slice::<f16>().map(|s| s[i].to_f32()),
         }
         .unwrap_or(f32::NAN)
+    }
+}
+
+/// GPU storage: a device buffer per element type, and the host ↔ device copies.
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda {
+    use std::sync::Arc;
+
+    use gpt2_kernels::cuda::{CudaError, Gpu, GpuBuf};
+    use half::{bf16, f16};
+
+    use super::{DType, OwnedBuf};
+    use crate::error::{Error, Result};
+
+    /// A typed buffer on one GPU.
+    #[derive(Debug)]
+    pub(crate) enum CudaBuf {
+        F32(GpuBuf<f32>),
+        BF16(GpuBuf<bf16>),
+        F16(GpuBuf<f16>),
+    }
+
+    /// The shared handle of device `ordinal`; "no such device" is an [`Error::Device`].
+    pub(crate) fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
+        Gpu::get(ordinal).map_err(|e| match e {
+            CudaError::Unavailable(why) => Error::Device(format!("cuda:{ordinal}: {why}")),
+            other => Error::Kernel(other.into()),
+        })
+    }
+
+    impl CudaBuf {
+        pub(crate) fn dtype(&self) -> DType {
+            match self {
+                CudaBuf::F32(_) => DType::F32,
+                CudaBuf::BF16(_) => DType::BF16,
+                CudaBuf::F16(_) => DType::F16,
+            }
+        }
+
+        pub(crate) fn len(&self) -> usize {
+            match self {
+                CudaBuf::F32(b) => b.len(),
+                CudaBuf::BF16(b) => b.len(),
+                CudaBuf::F16(b) => b.len(),
+            }
+        }
+
+        pub(crate) fn ordinal(&self) -> usize {
+            match self {
+                CudaBuf::F32(b) => b.ordinal(),
+                CudaBuf::BF16(b) => b.ordinal(),
+                CudaBuf::F16(b) => b.ordinal(),
+            }
+        }
+
+        /// All elements, copied to the host.
+        pub(crate) fn download(&self) -> Result<OwnedBuf> {
+            Ok(match self {
+                CudaBuf::F32(b) => OwnedBuf::F32(b.to_vec()?),
+                CudaBuf::BF16(b) => OwnedBuf::BF16(b.to_vec()?),
+                CudaBuf::F16(b) => OwnedBuf::F16(b.to_vec()?),
+            })
+        }
+
+        /// A copy on the same device.
+        pub(crate) fn try_clone(&self) -> Result<CudaBuf> {
+            Ok(match self {
+                CudaBuf::F32(b) => CudaBuf::F32(b.try_clone()?),
+                CudaBuf::BF16(b) => CudaBuf::BF16(b.try_clone()?),
+                CudaBuf::F16(b) => CudaBuf::F16(b.try_clone()?),
+            })
+        }
     }
 }

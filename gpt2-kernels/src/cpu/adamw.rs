@@ -48,7 +48,7 @@ impl Default for AdamWParams {
 }
 
 /// Checks the shapes and the step; returns the per-step coefficients.
-fn coefficients(
+pub(crate) fn coefficients(
     op: &'static str,
     (params, grads, m, v): (usize, usize, usize, usize),
     hp: &AdamWParams,

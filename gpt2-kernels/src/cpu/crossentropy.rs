@@ -17,7 +17,7 @@ use crate::error::check_len;
 use crate::{KernelError, Result};
 
 /// Checks the shapes and targets; returns the padded row length `Vp` (0 if `N == 0`).
-fn check(
+pub(crate) fn check(
     op: &'static str,
     losses: usize,
     logits: usize,

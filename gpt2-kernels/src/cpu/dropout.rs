@@ -21,7 +21,7 @@ use crate::rng;
 use crate::{KernelError, Result};
 
 /// Checks `p ∈ [0, 1)` and returns the scale `1/(1 − p)` of kept elements.
-fn keep_scale(op: &'static str, p: f32) -> Result<f32> {
+pub(crate) fn keep_scale(op: &'static str, p: f32) -> Result<f32> {
     if !(0.0..1.0).contains(&p) {
         return Err(KernelError::Shape {
             op,

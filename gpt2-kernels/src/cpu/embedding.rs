@@ -14,7 +14,7 @@ use crate::error::check_len;
 use crate::{KernelError, Result};
 
 /// Checks the shapes and every index; returns `(V, maxT)`.
-fn check(
+pub(crate) fn check(
     op: &'static str,
     out_len: usize,
     tokens: &[u32],

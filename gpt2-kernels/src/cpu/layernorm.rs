@@ -24,7 +24,7 @@ pub const EPS: f32 = 1e-5;
 const ROWS_PER_TASK: usize = 32;
 
 /// Checks the forward's shapes; returns `(N, C)`.
-fn check_forward(
+pub(crate) fn check_forward(
     op: &'static str,
     out: usize,
     (mean, rstd): (usize, usize),
@@ -41,7 +41,7 @@ fn check_forward(
 }
 
 /// Checks the backward's shapes; returns `(N, C)`.
-fn check_backward(
+pub(crate) fn check_backward(
     op: &'static str,
     (dinp, dweight, dbias): (usize, usize, usize),
     dout: usize,

@@ -11,7 +11,7 @@ use crate::Result;
 use crate::error::check_len;
 
 /// Checks that `a` and `b` are the same whole number of rows of `v`; returns `N`.
-fn check(
+pub(crate) fn check(
     op: &'static str,
     (a_name, a): (&'static str, usize),
     (b_name, b): (&'static str, usize),

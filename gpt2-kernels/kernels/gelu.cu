@@ -1,0 +1,42 @@
+// GELU, tanh approximation (GPT-2's `gelu_new`), as gpt2-kernels/src/cpu/gelu.rs:
+//   forward:  out = 0.5 x (1 + tanh(beta (x + kappa x^3)))
+//   backward: dinp += dout * gelu'(x)
+// tanhf is the accurate libdevice tanh (not tanh.approx): the CPU twin's std tanh is the
+// reference, and this kernel is memory-bound either way.
+#include "common.cuh"
+
+#define GELU_BETA 0.7978846f  // sqrt(2 / pi)
+#define GELU_KAPPA 0.044715f
+
+template <typename T>
+__device__ void forward(T* out, const T* inp, u64 n) {
+    GRID_STRIDE(i, n) {
+        const float x = load(&inp[i]);
+        const float inner = GELU_BETA * (x + GELU_KAPPA * x * x * x);
+        store(&out[i], 0.5f * x * (1.0f + tanhf(inner)));
+    }
+}
+
+template <typename T>
+__device__ void backward(T* dinp, const T* inp, const T* dout, u64 n) {
+    GRID_STRIDE(i, n) {
+        const float x = load(&inp[i]), x2 = x * x;
+        const float t = tanhf(GELU_BETA * (x + GELU_KAPPA * x2 * x));
+        const float left = 0.5f * (1.0f + t);
+        // tanh' = 1 - tanh^2: no cosh, which would overflow for large |x|.
+        const float right = 0.5f * x * (1.0f - t * t) * GELU_BETA * (1.0f + 3.0f * GELU_KAPPA * x2);
+        store(&dinp[i], load(&dinp[i]) + load(&dout[i]) * (left + right));
+    }
+}
+
+#define INSTANTIATE(T, S)                                                                   \
+    extern "C" __global__ void __launch_bounds__(BLOCK)                                     \
+        gelu_forward_##S(T* out, const T* inp, u64 n) {                                     \
+        forward(out, inp, n);                                                               \
+    }                                                                                       \
+    extern "C" __global__ void __launch_bounds__(BLOCK)                                     \
+        gelu_backward_##S(T* dinp, const T* inp, const T* dout, u64 n) {                    \
+        backward(dinp, inp, dout, n);                                                       \
+    }
+INSTANTIATE(float, f32)
+INSTANTIATE(bf16, bf16)
