@@ -102,10 +102,10 @@ fn piece_end(text: &str, start: usize) -> usize {
     let bytes = text.as_bytes();
     let (first, first_class) = char_at(text, start).expect("start is inside the text");
     // 's|'t|'re|'ve|'m|'ll|'d
-    if first == '\'' {
-        if let Some(n) = contraction_len(&bytes[start + 1..]) {
-            return start + 1 + n;
-        }
+    if first == '\''
+        && let Some(n) = contraction_len(&bytes[start + 1..])
+    {
+        return start + 1 + n;
     }
     // ` ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+`: a run of one class, after an optional space.
     // A space followed by whitespace or by nothing falls through to the whitespace rule.

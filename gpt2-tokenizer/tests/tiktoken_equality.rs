@@ -41,6 +41,21 @@ fn assert_same(text: &str, what: &str) {
     }
 }
 
+/// Same vocabulary: token `id` has the same bytes in both, for every id.
+#[test]
+fn every_token_has_tiktoken_bytes() {
+    let ours = Tokenizer::gpt2();
+    assert_eq!(ours.vocab_size(), 50257);
+    for id in 0..50257 {
+        let theirs = tiktoken().decode_bytes(&[id]).unwrap();
+        assert_eq!(
+            ours.id_to_token_bytes(id),
+            Some(theirs.as_slice()),
+            "token {id}"
+        );
+    }
+}
+
 #[test]
 fn tiny_shakespeare() {
     assert_same(&read_corpus("tinyshakespeare.txt"), "tinyshakespeare.txt");
