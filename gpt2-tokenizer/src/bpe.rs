@@ -15,6 +15,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap;
 
@@ -47,8 +48,8 @@ impl MergeTable {
     /// for the same pair instead (and keeps that one).
     pub(crate) fn insert(&mut self, left: u32, right: u32, merge: Merge) -> Result<(), u32> {
         match self.rules.entry(key(left, right)) {
-            std::collections::hash_map::Entry::Occupied(e) => Err(e.get().rank),
-            std::collections::hash_map::Entry::Vacant(e) => {
+            Entry::Occupied(e) => Err(e.get().rank),
+            Entry::Vacant(e) => {
                 e.insert(merge);
                 Ok(())
             }
@@ -62,15 +63,26 @@ impl MergeTable {
     }
 }
 
-/// Merges `ids` (the single-byte tokens of a piece) in place until no rule applies;
-/// `rules` is scratch space.
-pub(crate) fn merge(table: &MergeTable, ids: &mut Vec<u32>, rules: &mut Vec<Merge>) {
-    // merge_large numbers positions with u32; a piece of 4 GiB or more (one run of a
-    // single character class) takes the slow path rather than a wrong one.
-    if ids.len() > SMALL_PIECE && ids.len() < NIL as usize {
-        merge_large(table, ids);
+/// Scratch space of the merge functions, reused from piece to piece.
+#[derive(Debug, Default)]
+pub(crate) struct Buffers {
+    rules: Vec<Merge>,
+    syms: Vec<Sym>,
+    queue: Queue,
+    batch: Vec<u32>,
+}
+
+/// Pieces up to this many bytes go to [`merge_large`], which numbers its queue entries
+/// (fewer than 3 per byte) with u32; a longer piece (a gigabyte of one character class)
+/// takes the slow path rather than a wrong one.
+const MAX_LARGE: usize = (u32::MAX / 4) as usize;
+
+/// Merges `ids` (the single-byte tokens of a piece) in place until no rule applies.
+pub(crate) fn merge(table: &MergeTable, ids: &mut Vec<u32>, buffers: &mut Buffers) {
+    if ids.len() > SMALL_PIECE && ids.len() <= MAX_LARGE {
+        merge_large(table, ids, buffers);
     } else {
-        merge_small(table, ids, rules);
+        merge_small(table, ids, &mut buffers.rules);
     }
 }
 
@@ -108,6 +120,7 @@ pub(crate) fn merge_small(table: &MergeTable, ids: &mut Vec<u32>, rules: &mut Ve
 const NIL: u32 = u32::MAX;
 
 /// A symbol of [`merge_large`]'s doubly linked list, at the byte position where it starts.
+#[derive(Debug, Clone, Copy)]
 struct Sym {
     id: u32,
     prev: u32,
@@ -115,33 +128,48 @@ struct Sym {
     next: u32,
 }
 
-/// Pending pairs by rank: `buckets[rank]` holds the positions of pairs that had that rank
-/// when found, and `ranks` the ranks whose bucket is not empty.
-#[derive(Default)]
+/// Pending pairs by rank, as linked lists in one arena (no allocation per rank):
+/// `heads[rank]` is the entry pushed last for that rank, each entry `(position, previous
+/// entry of its rank)`; `ranks` holds the ranks that have entries.
+#[derive(Debug, Default)]
 struct Queue {
-    buckets: FxHashMap<u32, Vec<u32>>,
+    heads: FxHashMap<u32, u32>,
+    entries: Vec<(u32, u32)>,
     ranks: BinaryHeap<Reverse<u32>>,
 }
 
 impl Queue {
-    fn push(&mut self, rank: u32, pos: u32) {
-        let bucket = self.buckets.entry(rank).or_default();
-        if bucket.is_empty() {
-            self.ranks.push(Reverse(rank));
-        }
-        bucket.push(pos);
+    fn clear(&mut self) {
+        self.heads.clear();
+        self.entries.clear();
+        self.ranks.clear();
     }
 
-    /// The lowest pending rank and its positions, sorted.
-    fn pop(&mut self) -> Option<(u32, Vec<u32>)> {
+    fn push(&mut self, rank: u32, pos: u32) {
+        let entry = self.entries.len() as u32;
+        let previous = match self.heads.entry(rank) {
+            Entry::Occupied(mut e) => e.insert(entry),
+            Entry::Vacant(e) => {
+                e.insert(entry);
+                self.ranks.push(Reverse(rank));
+                NIL
+            }
+        };
+        self.entries.push((pos, previous));
+    }
+
+    /// Takes the lowest pending rank, its positions sorted into `batch`.
+    fn pop(&mut self, batch: &mut Vec<u32>) -> Option<u32> {
         let Reverse(rank) = self.ranks.pop()?;
-        let mut batch = std::mem::take(
-            self.buckets
-                .get_mut(&rank)
-                .expect("queued ranks have buckets"),
-        );
+        let mut entry = self.heads.remove(&rank).expect("queued ranks have entries");
+        batch.clear();
+        while entry != NIL {
+            let (pos, previous) = self.entries[entry as usize];
+            batch.push(pos);
+            entry = previous;
+        }
         batch.sort_unstable();
-        Some((rank, batch))
+        Some(rank)
     }
 }
 
@@ -155,22 +183,24 @@ impl Queue {
 /// its end. Should a merge create a pair of the same or lower rank (possible in a
 /// hand-made vocabulary), the rest of the batch goes back in the queue, so the order is
 /// always "lowest rank, then leftmost", as in [`merge_small`].
-pub(crate) fn merge_large(table: &MergeTable, ids: &mut Vec<u32>) {
+pub(crate) fn merge_large(table: &MergeTable, ids: &mut Vec<u32>, buffers: &mut Buffers) {
+    let Buffers {
+        syms, queue, batch, ..
+    } = buffers;
     let n = ids.len();
-    let mut syms: Vec<Sym> = (0..n)
-        .map(|i| Sym {
-            id: ids[i],
-            prev: if i == 0 { NIL } else { i as u32 - 1 },
-            next: if i + 1 < n { i as u32 + 1 } else { NIL },
-        })
-        .collect();
-    let mut queue = Queue::default();
+    syms.clear();
+    syms.extend((0..n).map(|i| Sym {
+        id: ids[i],
+        prev: if i == 0 { NIL } else { i as u32 - 1 },
+        next: if i + 1 < n { i as u32 + 1 } else { NIL },
+    }));
+    queue.clear();
     for i in 0..n.saturating_sub(1) {
         if let Some(m) = table.get(ids[i], ids[i + 1]) {
             queue.push(m.rank, i as u32);
         }
     }
-    while let Some((rank, batch)) = queue.pop() {
+    while let Some(rank) = queue.pop(batch) {
         for (k, &i) in batch.iter().enumerate() {
             let right = syms[i as usize].next;
             if right == NIL {
@@ -234,7 +264,7 @@ mod tests {
     fn both(table: &MergeTable, ids: &[u32]) -> (Vec<u32>, Vec<u32>) {
         let (mut small, mut large) = (ids.to_vec(), ids.to_vec());
         merge_small(table, &mut small, &mut Vec::new());
-        merge_large(table, &mut large);
+        merge_large(table, &mut large, &mut Buffers::default());
         (small, large)
     }
 

@@ -138,14 +138,16 @@ fn piece_end(text: &str, start: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::LazyLock;
 
     /// tiktoken-rs's `r50k_base` pattern, run by fancy-regex: the oracle.
     const TIKTOKEN_PATTERN: &str =
         r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s";
 
     fn oracle(text: &str) -> Vec<&str> {
-        let re = fancy_regex::Regex::new(TIKTOKEN_PATTERN).unwrap();
-        re.find_iter(text).map(|m| m.unwrap().as_str()).collect()
+        static RE: LazyLock<fancy_regex::Regex> =
+            LazyLock::new(|| fancy_regex::Regex::new(TIKTOKEN_PATTERN).unwrap());
+        RE.find_iter(text).map(|m| m.unwrap().as_str()).collect()
     }
 
     fn ours(text: &str) -> Vec<&str> {

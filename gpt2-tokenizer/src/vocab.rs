@@ -207,7 +207,7 @@ impl Vocab {
         scratch
             .ids
             .extend(piece.iter().map(|&b| self.byte_ids[b as usize]));
-        bpe::merge(&self.merges, &mut scratch.ids, &mut scratch.rules);
+        bpe::merge(&self.merges, &mut scratch.ids, &mut scratch.buffers);
         &scratch.ids
     }
 }
@@ -230,7 +230,7 @@ fn short_key(piece: &[u8]) -> Option<u128> {
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     ids: Vec<u32>,
-    rules: Vec<Merge>,
+    buffers: bpe::Buffers,
     /// Short-piece key → `(start, len)` of its tokens in `cached`.
     cache: FxHashMap<u128, (u32, u32)>,
     cached: Vec<u32>,

@@ -224,6 +224,8 @@ fn tokenizer_is_shared_across_threads() {
     shareable::<Tokenizer>();
     shareable::<gpt2_tokenizer::StreamDecoder>();
     let tok = gpt2();
-    let ids = std::thread::spawn(move || tok.encode("from another thread")).join().unwrap();
+    let ids = std::thread::spawn(move || tok.encode("from another thread"))
+        .join()
+        .unwrap();
     assert_eq!(gpt2().decode_utf8(&ids).unwrap(), "from another thread");
 }
