@@ -31,10 +31,12 @@ pub(crate) struct Merge {
     pub(crate) id: u32,
 }
 
-/// The merge rules, by pair of token ids.
+/// The merge rules, looked up by pair of token ids and by rank.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MergeTable {
     rules: FxHashMap<u64, Merge>,
+    /// `(left, right, merged id)` of the rule of each rank.
+    by_rank: Vec<(u32, u32, u32)>,
 }
 
 /// Key of the pair `(left, right)`.
@@ -44,13 +46,15 @@ fn key(left: u32, right: u32) -> u64 {
 }
 
 impl MergeTable {
-    /// Adds the rule `left right -> id` with `rank`; returns the rank of an existing rule
-    /// for the same pair instead (and keeps that one).
-    pub(crate) fn insert(&mut self, left: u32, right: u32, merge: Merge) -> Result<(), u32> {
+    /// Adds the rule `left right -> id` with the next rank (0, 1, ...). A pair that already
+    /// has a rule is refused with that rule's rank.
+    pub(crate) fn push(&mut self, left: u32, right: u32, id: u32) -> Result<(), u32> {
+        let rank = self.by_rank.len() as u32;
         match self.rules.entry(key(left, right)) {
             Entry::Occupied(e) => Err(e.get().rank),
             Entry::Vacant(e) => {
-                e.insert(merge);
+                e.insert(Merge { rank, id });
+                self.by_rank.push((left, right, id));
                 Ok(())
             }
         }
@@ -60,6 +64,17 @@ impl MergeTable {
     #[inline]
     pub(crate) fn get(&self, left: u32, right: u32) -> Option<Merge> {
         self.rules.get(&key(left, right)).copied()
+    }
+
+    /// Number of rules; ranks are `0..len()`.
+    fn len(&self) -> usize {
+        self.by_rank.len()
+    }
+
+    /// `(left, right, merged id)` of the rule of `rank`.
+    #[inline]
+    fn rule(&self, rank: u32) -> (u32, u32, u32) {
+        self.by_rank[rank as usize]
     }
 }
 
@@ -128,46 +143,40 @@ struct Sym {
     next: u32,
 }
 
-/// Pending pairs by rank, as linked lists in one arena (no allocation per rank):
-/// `heads[rank]` is the entry pushed last for that rank, each entry `(position, previous
-/// entry of its rank)`; `ranks` holds the ranks that have entries.
+/// Pending pairs by rank: `buckets[rank]` holds the positions of pairs that had that
+/// rank when queued, and `ranks` the ranks whose bucket is not empty. Every queued rank is
+/// popped before [`merge_large`] returns, so the buckets are empty between pieces, and
+/// their capacity is recycled (no hashing; allocation only while buckets grow).
 #[derive(Debug, Default)]
 struct Queue {
-    heads: FxHashMap<u32, u32>,
-    entries: Vec<(u32, u32)>,
+    buckets: Vec<Vec<u32>>,
     ranks: BinaryHeap<Reverse<u32>>,
 }
 
 impl Queue {
-    fn clear(&mut self) {
-        self.heads.clear();
-        self.entries.clear();
-        self.ranks.clear();
+    /// Makes room for ranks `0..n_ranks`.
+    fn reset(&mut self, n_ranks: usize) {
+        if self.buckets.len() != n_ranks {
+            self.buckets.clear();
+            self.buckets.resize_with(n_ranks, Vec::new);
+        }
+        debug_assert!(self.ranks.is_empty() && self.buckets.iter().all(Vec::is_empty));
     }
 
     fn push(&mut self, rank: u32, pos: u32) {
-        let entry = self.entries.len() as u32;
-        let previous = match self.heads.entry(rank) {
-            Entry::Occupied(mut e) => e.insert(entry),
-            Entry::Vacant(e) => {
-                e.insert(entry);
-                self.ranks.push(Reverse(rank));
-                NIL
-            }
-        };
-        self.entries.push((pos, previous));
+        let bucket = &mut self.buckets[rank as usize];
+        if bucket.is_empty() {
+            self.ranks.push(Reverse(rank));
+        }
+        bucket.push(pos);
     }
 
-    /// Takes the lowest pending rank, its positions sorted into `batch`.
+    /// Takes the lowest pending rank, its positions sorted into `batch` (whose old buffer
+    /// becomes the rank's empty bucket).
     fn pop(&mut self, batch: &mut Vec<u32>) -> Option<u32> {
         let Reverse(rank) = self.ranks.pop()?;
-        let mut entry = self.heads.remove(&rank).expect("queued ranks have entries");
         batch.clear();
-        while entry != NIL {
-            let (pos, previous) = self.entries[entry as usize];
-            batch.push(pos);
-            entry = previous;
-        }
+        std::mem::swap(&mut self.buckets[rank as usize], batch);
         batch.sort_unstable();
         Some(rank)
     }
@@ -176,7 +185,8 @@ impl Queue {
 /// For long pieces: GPT-2's own loop — merge every occurrence of the lowest-ranked pair,
 /// left to right, then the next rank — with pairs indexed by rank so no step rescans the
 /// piece. Symbols form a linked list over byte positions; a position in a batch is skipped
-/// if its pair has changed since it was queued.
+/// if its pair has changed since it was queued. The queue hashes nothing: only the lookups
+/// of the pairs a merge creates do.
 ///
 /// In a vocabulary trained by BPE a merge only creates pairs of higher rank than its own
 /// (their rules use the token it made, so they were learnt later), and a batch runs to
@@ -194,40 +204,37 @@ pub(crate) fn merge_large(table: &MergeTable, ids: &mut Vec<u32>, buffers: &mut 
         prev: if i == 0 { NIL } else { i as u32 - 1 },
         next: if i + 1 < n { i as u32 + 1 } else { NIL },
     }));
-    queue.clear();
+    queue.reset(table.len());
     for i in 0..n.saturating_sub(1) {
         if let Some(m) = table.get(ids[i], ids[i + 1]) {
             queue.push(m.rank, i as u32);
         }
     }
     while let Some(rank) = queue.pop(batch) {
+        let (left_id, right_id, merged) = table.rule(rank);
         for (k, &i) in batch.iter().enumerate() {
+            // Still the pair that was queued? (Comparing ids: the rank names the pair.)
             let right = syms[i as usize].next;
-            if right == NIL {
-                continue;
-            }
-            let Some(m) = table.get(syms[i as usize].id, syms[right as usize].id) else {
-                continue;
-            };
-            if m.rank != rank {
+            if right == NIL || syms[i as usize].id != left_id || syms[right as usize].id != right_id
+            {
                 continue;
             }
             // Merge `right` into `i`; queue the pairs this creates on either side.
             let after = syms[right as usize].next;
-            syms[i as usize].id = m.id;
+            syms[i as usize].id = merged;
             syms[i as usize].next = after;
             syms[right as usize].next = NIL;
             let mut preempted = false;
             if after != NIL {
                 syms[after as usize].prev = i;
-                if let Some(m2) = table.get(m.id, syms[after as usize].id) {
+                if let Some(m2) = table.get(merged, syms[after as usize].id) {
                     queue.push(m2.rank, i);
                     preempted |= m2.rank <= rank;
                 }
             }
             let before = syms[i as usize].prev;
             if before != NIL
-                && let Some(m2) = table.get(syms[before as usize].id, m.id)
+                && let Some(m2) = table.get(syms[before as usize].id, merged)
             {
                 queue.push(m2.rank, before);
                 preempted |= m2.rank <= rank;
@@ -298,27 +305,15 @@ mod tests {
     fn large_equals_small_when_ranks_are_not_monotone() {
         // a=0 b=1 c=2 ab=3 bc=4 abc=5 ca=6
         let mut table = MergeTable::default();
-        for (rank, (l, r, id)) in [
+        for (l, r, id) in [
             (3, 2, 5),
             (0, 1, 3),
             (2, 0, 6),
             (1, 2, 4),
             (0, 4, 5),
             (6, 3, 5),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            table
-                .insert(
-                    l,
-                    r,
-                    Merge {
-                        rank: rank as u32,
-                        id,
-                    },
-                )
-                .unwrap();
+        ] {
+            table.push(l, r, id).unwrap();
         }
         let mut state = 0x9E37_79B9_7F4A_7C15;
         for len in 0..2000 {
@@ -335,8 +330,11 @@ mod tests {
     #[test]
     fn duplicate_rules_are_refused() {
         let mut table = MergeTable::default();
-        table.insert(1, 2, Merge { rank: 0, id: 3 }).unwrap();
-        assert_eq!(table.insert(1, 2, Merge { rank: 1, id: 4 }), Err(0));
+        table.push(1, 2, 3).unwrap();
+        table.push(3, 1, 4).unwrap();
+        assert_eq!(table.push(1, 2, 5), Err(0));
         assert_eq!(table.get(1, 2), Some(Merge { rank: 0, id: 3 }));
+        assert_eq!(table.get(3, 1), Some(Merge { rank: 1, id: 4 }));
+        assert_eq!(table.len(), 2);
     }
 }

@@ -3,7 +3,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::bpe::{self, Merge, MergeTable};
+use crate::bpe::{self, MergeTable};
 
 /// What a vocabulary is made of, before validation.
 #[derive(Debug, Clone, Default)]
@@ -104,14 +104,7 @@ impl Vocab {
                 .get(joined.as_slice())
                 .ok_or(Issue::MergeResult { rank })?;
             merges
-                .insert(
-                    left,
-                    right,
-                    Merge {
-                        rank: rank as u32,
-                        id,
-                    },
-                )
+                .push(left, right, id)
                 .map_err(|first| Issue::DuplicateMerge {
                     rank,
                     first: first as usize,
