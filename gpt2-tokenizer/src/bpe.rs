@@ -13,6 +13,7 @@
 //! O(n log n), for long pieces: a megabyte of one letter is one piece). The tests check
 //! that they agree.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::collections::hash_map::Entry;
@@ -78,26 +79,18 @@ impl MergeTable {
     }
 }
 
-/// Scratch space of the merge functions, reused from piece to piece.
-#[derive(Debug, Default)]
-pub(crate) struct Buffers {
-    rules: Vec<Merge>,
-    syms: Vec<Sym>,
-    queue: Queue,
-    batch: Vec<u32>,
-}
+/// Pieces up to this many bytes go to [`merge_large`], which numbers positions with u32;
+/// a longer piece (4 GiB of one character class) takes the slow path rather than a wrong
+/// one.
+const MAX_LARGE: usize = (u32::MAX - 1) as usize;
 
-/// Pieces up to this many bytes go to [`merge_large`], which numbers its queue entries
-/// (fewer than 3 per byte) with u32; a longer piece (a gigabyte of one character class)
-/// takes the slow path rather than a wrong one.
-const MAX_LARGE: usize = (u32::MAX / 4) as usize;
-
-/// Merges `ids` (the single-byte tokens of a piece) in place until no rule applies.
-pub(crate) fn merge(table: &MergeTable, ids: &mut Vec<u32>, buffers: &mut Buffers) {
+/// Merges `ids` (the single-byte tokens of a piece) in place until no rule applies;
+/// `rules` is scratch space.
+pub(crate) fn merge(table: &MergeTable, ids: &mut Vec<u32>, rules: &mut Vec<Merge>) {
     if ids.len() > SMALL_PIECE && ids.len() <= MAX_LARGE {
-        merge_large(table, ids, buffers);
+        merge_large(table, ids);
     } else {
-        merge_small(table, ids, &mut buffers.rules);
+        merge_small(table, ids, rules);
     }
 }
 
@@ -133,6 +126,23 @@ pub(crate) fn merge_small(table: &MergeTable, ids: &mut Vec<u32>, rules: &mut Ve
 
 /// "No neighbour" in the linked list of [`merge_large`].
 const NIL: u32 = u32::MAX;
+
+/// Scratch space of [`merge_large`], kept per thread: its queue has a slot per rank (50 000
+/// for GPT-2), too many to allocate for every long piece of a short text.
+#[derive(Debug, Default)]
+struct LargeBuffers {
+    syms: Vec<Sym>,
+    queue: Queue,
+    batch: Vec<u32>,
+}
+
+thread_local! {
+    static LARGE_BUFFERS: RefCell<LargeBuffers> = RefCell::new(LargeBuffers::default());
+}
+
+/// After a piece longer than this, [`merge_large`] frees its buffers rather than keep
+/// megabytes per thread.
+const KEEP_BUFFERS_UP_TO: usize = 1 << 16;
 
 /// A symbol of [`merge_large`]'s doubly linked list, at the byte position where it starts.
 #[derive(Debug, Clone, Copy)]
@@ -193,10 +203,19 @@ impl Queue {
 /// its end. Should a merge create a pair of the same or lower rank (possible in a
 /// hand-made vocabulary), the rest of the batch goes back in the queue, so the order is
 /// always "lowest rank, then leftmost", as in [`merge_small`].
-pub(crate) fn merge_large(table: &MergeTable, ids: &mut Vec<u32>, buffers: &mut Buffers) {
-    let Buffers {
-        syms, queue, batch, ..
-    } = buffers;
+pub(crate) fn merge_large(table: &MergeTable, ids: &mut Vec<u32>) {
+    let n = ids.len();
+    LARGE_BUFFERS.with_borrow_mut(|buffers| {
+        merge_large_in(table, ids, buffers);
+        if n > KEEP_BUFFERS_UP_TO {
+            *buffers = LargeBuffers::default();
+        }
+    });
+}
+
+/// [`merge_large`] with the given buffers.
+fn merge_large_in(table: &MergeTable, ids: &mut Vec<u32>, buffers: &mut LargeBuffers) {
+    let LargeBuffers { syms, queue, batch } = buffers;
     let n = ids.len();
     syms.clear();
     syms.extend((0..n).map(|i| Sym {
@@ -271,7 +290,7 @@ mod tests {
     fn both(table: &MergeTable, ids: &[u32]) -> (Vec<u32>, Vec<u32>) {
         let (mut small, mut large) = (ids.to_vec(), ids.to_vec());
         merge_small(table, &mut small, &mut Vec::new());
-        merge_large(table, &mut large, &mut Buffers::default());
+        merge_large(table, &mut large);
         (small, large)
     }
 

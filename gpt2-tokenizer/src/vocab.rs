@@ -3,7 +3,7 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::bpe::{self, MergeTable};
+use crate::bpe::{self, Merge, MergeTable};
 
 /// What a vocabulary is made of, before validation.
 #[derive(Debug, Clone, Default)]
@@ -200,7 +200,7 @@ impl Vocab {
         scratch
             .ids
             .extend(piece.iter().map(|&b| self.byte_ids[b as usize]));
-        bpe::merge(&self.merges, &mut scratch.ids, &mut scratch.buffers);
+        bpe::merge(&self.merges, &mut scratch.ids, &mut scratch.rules);
         &scratch.ids
     }
 }
@@ -223,7 +223,7 @@ fn short_key(piece: &[u8]) -> Option<u128> {
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     ids: Vec<u32>,
-    buffers: bpe::Buffers,
+    rules: Vec<Merge>,
     /// Short-piece key → `(start, len)` of its tokens in `cached`.
     cache: FxHashMap<u128, (u32, u32)>,
     cached: Vec<u32>,
