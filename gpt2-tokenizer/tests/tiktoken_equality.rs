@@ -92,6 +92,25 @@ fn random_code_points() {
     }
 }
 
+/// Long pieces of random letters and digits (the rank-by-rank merge, with many distinct
+/// ranks), around the length where the short-piece merge hands over.
+#[test]
+fn long_random_pieces() {
+    let mut rng = corpus::Rng::new(11);
+    let mut text = String::new();
+    for i in 0..400 {
+        let len = [100, 127, 128, 129, 130, 300, 2000][i % 7];
+        let alphabet: &[u8] = if i % 3 == 0 {
+            b"0123456789"
+        } else {
+            b"abcdefghijklmnopqrstuvwxyzABCDE"
+        };
+        text.extend((0..len).map(|_| alphabet[rng.below(alphabet.len())] as char));
+        text.push(' ');
+    }
+    assert_same(&text, "long random pieces");
+}
+
 #[test]
 fn special_tokens_allowed_match_tiktoken() {
     let tok = Tokenizer::gpt2();
