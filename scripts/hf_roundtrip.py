@@ -13,7 +13,8 @@ It needs `tokenizers` (and optionally `tiktoken`) and no network. Steps:
 3. Encode sample texts with both and with our CLI (plain-text special tokens for the
    former, `--allow-special` for the latter); all must agree.
 4. Same for GPT-2's own files loaded by `tokenizers` vs our embedded GPT-2 (and tiktoken,
-   built from the same local files, if installed).
+   built from the same local files, if installed), and for the tokenizer.json that
+   `tokenizers` writes for GPT-2, loaded by our CLI.
 5. Write the fixture (texts and HF's ids).
 """
 import json
@@ -85,6 +86,14 @@ def main():
     gpt2 = byte_level_bpe(os.path.join(GPT2_DIR, "encoder.json"), os.path.join(GPT2_DIR, "vocab.bpe"))
     for text in TEXTS + [open(CORPUS, encoding="utf-8").read()]:
         check("GPT-2 HF vs ours", gpt2.encode(text).ids, cli([], text), text[:80])
+    # A tokenizer.json written by Hugging Face itself (GPT-2, <|endoftext|> added as
+    # special), loaded by our CLI: special tokens recognised on both sides.
+    gpt2.add_special_tokens(["<|endoftext|>"])
+    with tempfile.TemporaryDirectory() as hf_dir:
+        gpt2.save(os.path.join(hf_dir, "tokenizer.json"))
+        for text in TEXTS:
+            check("HF-written GPT-2 tokenizer.json vs ours --allow-special", gpt2.encode(text).ids,
+                  cli(["--vocab", hf_dir, "--allow-special"], text), text)
     try:
         import tiktoken
         from tiktoken.load import data_gym_to_mergeable_bpe_ranks

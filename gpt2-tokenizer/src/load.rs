@@ -187,11 +187,19 @@ pub(crate) fn tokenizer_json(text: &str, file: &str) -> Result<Vocab> {
     }
     for (set, name) in [
         (m.dropout.is_some(), "model.dropout"),
+        // transformers writes "" for these two when unset.
         (
-            m.continuing_subword_prefix.is_some(),
+            m.continuing_subword_prefix
+                .as_deref()
+                .is_some_and(|p| !p.is_empty()),
             "model.continuing_subword_prefix",
         ),
-        (m.end_of_word_suffix.is_some(), "model.end_of_word_suffix"),
+        (
+            m.end_of_word_suffix
+                .as_deref()
+                .is_some_and(|s| !s.is_empty()),
+            "model.end_of_word_suffix",
+        ),
         (m.byte_fallback, "model.byte_fallback"),
         (m.ignore_merges, "model.ignore_merges"),
     ] {

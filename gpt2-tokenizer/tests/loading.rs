@@ -151,8 +151,19 @@ fn tokenizer_json_variants() {
     };
     let byte_level = r#"{"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}"#;
     let eot = r#"{"id": 257, "content": "<|endoftext|>", "special": true}"#;
+    // transformers writes "" for unset prefix/suffix.
+    let empty_affixes = |j: String| {
+        j.replace(
+            "\"dropout\": null",
+            "\"dropout\": null, \"continuing_subword_prefix\": \"\", \"end_of_word_suffix\": \"\"",
+        )
+    };
     for merges in [r#""a b""#, r#"["a", "b"]"#] {
         let tok = Tokenizer::from_tokenizer_json_str(&json(merges, eot, byte_level)).unwrap();
+        let same =
+            Tokenizer::from_tokenizer_json_str(&empty_affixes(json(merges, eot, byte_level)))
+                .unwrap();
+        assert_eq!(same.encode("abc"), tok.encode("abc"));
         assert_eq!(tok.encode("abc"), [256, u32::from(b'c') - 33]);
         assert_eq!(tok.eot_id(), Some(257));
     }
@@ -212,6 +223,13 @@ fn tokenizer_json_variants() {
         "model.type",
     );
     let dropout = json("", "", byte_level).replace("\"dropout\": null", "\"dropout\": 0.1");
+    let prefix = json("", "", byte_level)
+        .replace("\"dropout\": null", "\"continuing_subword_prefix\": \"##\"");
+    assert_error(
+        Tokenizer::from_tokenizer_json_str(&prefix),
+        f,
+        "model.continuing_subword_prefix",
+    );
     assert_error(
         Tokenizer::from_tokenizer_json_str(&dropout),
         f,
