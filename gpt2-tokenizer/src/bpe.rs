@@ -13,8 +13,10 @@
 //! O(n log n), for long pieces: a megabyte of one letter is one piece). The tests check
 //! that they agree.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::collections::hash_map::Entry;
 
 use rustc_hash::FxHashMap;
 
@@ -30,10 +32,12 @@ pub(crate) struct Merge {
     pub(crate) id: u32,
 }
 
-/// The merge rules, by pair of token ids.
+/// The merge rules, looked up by pair of token ids and by rank.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MergeTable {
     rules: FxHashMap<u64, Merge>,
+    /// `(left, right, merged id)` of the rule of each rank.
+    by_rank: Vec<(u32, u32, u32)>,
 }
 
 /// Key of the pair `(left, right)`.
@@ -43,13 +47,15 @@ fn key(left: u32, right: u32) -> u64 {
 }
 
 impl MergeTable {
-    /// Adds the rule `left right -> id` with `rank`; returns the rank of an existing rule
-    /// for the same pair instead (and keeps that one).
-    pub(crate) fn insert(&mut self, left: u32, right: u32, merge: Merge) -> Result<(), u32> {
+    /// Adds the rule `left right -> id` with the next rank (0, 1, ...). A pair that already
+    /// has a rule is refused with that rule's rank.
+    pub(crate) fn push(&mut self, left: u32, right: u32, id: u32) -> Result<(), u32> {
+        let rank = self.by_rank.len() as u32;
         match self.rules.entry(key(left, right)) {
-            std::collections::hash_map::Entry::Occupied(e) => Err(e.get().rank),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(merge);
+            Entry::Occupied(e) => Err(e.get().rank),
+            Entry::Vacant(e) => {
+                e.insert(Merge { rank, id });
+                self.by_rank.push((left, right, id));
                 Ok(())
             }
         }
@@ -60,14 +66,28 @@ impl MergeTable {
     pub(crate) fn get(&self, left: u32, right: u32) -> Option<Merge> {
         self.rules.get(&key(left, right)).copied()
     }
+
+    /// Number of rules; ranks are `0..len()`.
+    fn len(&self) -> usize {
+        self.by_rank.len()
+    }
+
+    /// `(left, right, merged id)` of the rule of `rank`.
+    #[inline]
+    fn rule(&self, rank: u32) -> (u32, u32, u32) {
+        self.by_rank[rank as usize]
+    }
 }
+
+/// Pieces up to this many bytes go to [`merge_large`], which numbers positions with u32;
+/// a longer piece (4 GiB of one character class) takes the slow path rather than a wrong
+/// one.
+const MAX_LARGE: usize = (u32::MAX - 1) as usize;
 
 /// Merges `ids` (the single-byte tokens of a piece) in place until no rule applies;
 /// `rules` is scratch space.
 pub(crate) fn merge(table: &MergeTable, ids: &mut Vec<u32>, rules: &mut Vec<Merge>) {
-    // merge_large numbers positions with u32; a piece of 4 GiB or more (one run of a
-    // single character class) takes the slow path rather than a wrong one.
-    if ids.len() > SMALL_PIECE && ids.len() < NIL as usize {
+    if ids.len() > SMALL_PIECE && ids.len() <= MAX_LARGE {
         merge_large(table, ids);
     } else {
         merge_small(table, ids, rules);
@@ -107,7 +127,25 @@ pub(crate) fn merge_small(table: &MergeTable, ids: &mut Vec<u32>, rules: &mut Ve
 /// "No neighbour" in the linked list of [`merge_large`].
 const NIL: u32 = u32::MAX;
 
+/// Scratch space of [`merge_large`], kept per thread: its queue has a slot per rank (50 000
+/// for GPT-2), too many to allocate for every long piece of a short text.
+#[derive(Debug, Default)]
+struct LargeBuffers {
+    syms: Vec<Sym>,
+    queue: Queue,
+    batch: Vec<u32>,
+}
+
+thread_local! {
+    static LARGE_BUFFERS: RefCell<LargeBuffers> = RefCell::new(LargeBuffers::default());
+}
+
+/// After a piece longer than this, [`merge_large`] frees its buffers rather than keep
+/// megabytes per thread.
+const KEEP_BUFFERS_UP_TO: usize = 1 << 16;
+
 /// A symbol of [`merge_large`]'s doubly linked list, at the byte position where it starts.
+#[derive(Debug, Clone, Copy)]
 struct Sym {
     id: u32,
     prev: u32,
@@ -115,40 +153,50 @@ struct Sym {
     next: u32,
 }
 
-/// Pending pairs by rank: `buckets[rank]` holds the positions of pairs that had that rank
-/// when found, and `ranks` the ranks whose bucket is not empty.
-#[derive(Default)]
+/// Pending pairs by rank: `buckets[rank]` holds the positions of pairs that had that
+/// rank when queued, and `ranks` the ranks whose bucket is not empty. Every queued rank is
+/// popped before [`merge_large`] returns, so the buckets are empty between pieces, and
+/// their capacity is recycled (no hashing; allocation only while buckets grow).
+#[derive(Debug, Default)]
 struct Queue {
-    buckets: FxHashMap<u32, Vec<u32>>,
+    buckets: Vec<Vec<u32>>,
     ranks: BinaryHeap<Reverse<u32>>,
 }
 
 impl Queue {
+    /// Makes room for ranks `0..n_ranks`.
+    fn reset(&mut self, n_ranks: usize) {
+        if self.buckets.len() != n_ranks {
+            self.buckets.clear();
+            self.buckets.resize_with(n_ranks, Vec::new);
+        }
+        debug_assert!(self.ranks.is_empty() && self.buckets.iter().all(Vec::is_empty));
+    }
+
     fn push(&mut self, rank: u32, pos: u32) {
-        let bucket = self.buckets.entry(rank).or_default();
+        let bucket = &mut self.buckets[rank as usize];
         if bucket.is_empty() {
             self.ranks.push(Reverse(rank));
         }
         bucket.push(pos);
     }
 
-    /// The lowest pending rank and its positions, sorted.
-    fn pop(&mut self) -> Option<(u32, Vec<u32>)> {
+    /// Takes the lowest pending rank, its positions sorted into `batch` (whose old buffer
+    /// becomes the rank's empty bucket).
+    fn pop(&mut self, batch: &mut Vec<u32>) -> Option<u32> {
         let Reverse(rank) = self.ranks.pop()?;
-        let mut batch = std::mem::take(
-            self.buckets
-                .get_mut(&rank)
-                .expect("queued ranks have buckets"),
-        );
+        batch.clear();
+        std::mem::swap(&mut self.buckets[rank as usize], batch);
         batch.sort_unstable();
-        Some((rank, batch))
+        Some(rank)
     }
 }
 
 /// For long pieces: GPT-2's own loop — merge every occurrence of the lowest-ranked pair,
 /// left to right, then the next rank — with pairs indexed by rank so no step rescans the
 /// piece. Symbols form a linked list over byte positions; a position in a batch is skipped
-/// if its pair has changed since it was queued.
+/// if its pair has changed since it was queued. The queue hashes nothing: only the lookups
+/// of the pairs a merge creates do.
 ///
 /// In a vocabulary trained by BPE a merge only creates pairs of higher rank than its own
 /// (their rules use the token it made, so they were learnt later), and a batch runs to
@@ -157,50 +205,58 @@ impl Queue {
 /// always "lowest rank, then leftmost", as in [`merge_small`].
 pub(crate) fn merge_large(table: &MergeTable, ids: &mut Vec<u32>) {
     let n = ids.len();
-    let mut syms: Vec<Sym> = (0..n)
-        .map(|i| Sym {
-            id: ids[i],
-            prev: if i == 0 { NIL } else { i as u32 - 1 },
-            next: if i + 1 < n { i as u32 + 1 } else { NIL },
-        })
-        .collect();
-    let mut queue = Queue::default();
+    LARGE_BUFFERS.with_borrow_mut(|buffers| {
+        merge_large_in(table, ids, buffers);
+        if n > KEEP_BUFFERS_UP_TO {
+            *buffers = LargeBuffers::default();
+        }
+    });
+}
+
+/// [`merge_large`] with the given buffers.
+fn merge_large_in(table: &MergeTable, ids: &mut Vec<u32>, buffers: &mut LargeBuffers) {
+    let LargeBuffers { syms, queue, batch } = buffers;
+    let n = ids.len();
+    syms.clear();
+    syms.extend((0..n).map(|i| Sym {
+        id: ids[i],
+        prev: if i == 0 { NIL } else { i as u32 - 1 },
+        next: if i + 1 < n { i as u32 + 1 } else { NIL },
+    }));
+    queue.reset(table.len());
     for i in 0..n.saturating_sub(1) {
         if let Some(m) = table.get(ids[i], ids[i + 1]) {
             queue.push(m.rank, i as u32);
         }
     }
-    while let Some((rank, batch)) = queue.pop() {
+    while let Some(rank) = queue.pop(batch) {
+        let (left_id, right_id, merged) = table.rule(rank);
         for (k, &i) in batch.iter().enumerate() {
+            // Still the pair that was queued? (Comparing ids: the rank names the pair.)
             let right = syms[i as usize].next;
-            if right == NIL {
-                continue;
-            }
-            let Some(m) = table.get(syms[i as usize].id, syms[right as usize].id) else {
-                continue;
-            };
-            if m.rank != rank {
+            if right == NIL || syms[i as usize].id != left_id || syms[right as usize].id != right_id
+            {
                 continue;
             }
             // Merge `right` into `i`; queue the pairs this creates on either side.
             let after = syms[right as usize].next;
-            syms[i as usize].id = m.id;
+            syms[i as usize].id = merged;
             syms[i as usize].next = after;
             syms[right as usize].next = NIL;
             let mut preempted = false;
             if after != NIL {
                 syms[after as usize].prev = i;
-                if let Some(m2) = table.get(m.id, syms[after as usize].id) {
+                if let Some(m2) = table.get(merged, syms[after as usize].id) {
                     queue.push(m2.rank, i);
                     preempted |= m2.rank <= rank;
                 }
             }
             let before = syms[i as usize].prev;
-            if before != NIL {
-                if let Some(m2) = table.get(syms[before as usize].id, m.id) {
-                    queue.push(m2.rank, before);
-                    preempted |= m2.rank <= rank;
-                }
+            if before != NIL
+                && let Some(m2) = table.get(syms[before as usize].id, merged)
+            {
+                queue.push(m2.rank, before);
+                preempted |= m2.rank <= rank;
             }
             if preempted {
                 for &j in &batch[k + 1..] {
@@ -245,18 +301,13 @@ mod tests {
         let tok = Tokenizer::gpt2();
         let vocab = &tok.vocab;
         let mut state = 0x2545_F491_4F6C_DD1D;
-        for case in 0..3000 {
+        for case in 0..1000 {
+            // Every tenth piece repeats each token up to 8 times (runs like "aaaa").
+            let (parts, max_times) = if case % 10 == 0 { (12, 8) } else { (40, 1) };
             let mut bytes = Vec::new();
-            let parts = 1 + next(&mut state) % 60;
-            for _ in 0..parts {
-                let id = (next(&mut state) % 50256) as u32;
-                let token = vocab.token(id).unwrap();
-                let times = if case % 10 == 0 {
-                    1 + next(&mut state) % 8
-                } else {
-                    1
-                };
-                for _ in 0..times {
+            for _ in 0..1 + next(&mut state) % parts {
+                let token = vocab.token((next(&mut state) % 50256) as u32).unwrap();
+                for _ in 0..1 + next(&mut state) % max_times {
                     bytes.extend_from_slice(token);
                 }
             }
@@ -273,27 +324,15 @@ mod tests {
     fn large_equals_small_when_ranks_are_not_monotone() {
         // a=0 b=1 c=2 ab=3 bc=4 abc=5 ca=6
         let mut table = MergeTable::default();
-        for (rank, (l, r, id)) in [
+        for (l, r, id) in [
             (3, 2, 5),
             (0, 1, 3),
             (2, 0, 6),
             (1, 2, 4),
             (0, 4, 5),
             (6, 3, 5),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            table
-                .insert(
-                    l,
-                    r,
-                    Merge {
-                        rank: rank as u32,
-                        id,
-                    },
-                )
-                .unwrap();
+        ] {
+            table.push(l, r, id).unwrap();
         }
         let mut state = 0x9E37_79B9_7F4A_7C15;
         for len in 0..2000 {
@@ -310,8 +349,11 @@ mod tests {
     #[test]
     fn duplicate_rules_are_refused() {
         let mut table = MergeTable::default();
-        table.insert(1, 2, Merge { rank: 0, id: 3 }).unwrap();
-        assert_eq!(table.insert(1, 2, Merge { rank: 1, id: 4 }), Err(0));
+        table.push(1, 2, 3).unwrap();
+        table.push(3, 1, 4).unwrap();
+        assert_eq!(table.push(1, 2, 5), Err(0));
         assert_eq!(table.get(1, 2), Some(Merge { rank: 0, id: 3 }));
+        assert_eq!(table.get(3, 1), Some(Merge { rank: 1, id: 4 }));
+        assert_eq!(table.len(), 2);
     }
 }

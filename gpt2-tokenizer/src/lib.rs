@@ -13,15 +13,30 @@
 //! assert!(tok.encode_with_special("<|endoftext|>", SpecialTokens::Error).is_err());
 //! ```
 //!
-//! ## How encoding works
-//! 1. [`pretokenize`] splits the text into pieces with GPT-2's pattern (hand-written, one
-//!    forward scan, Unicode classes in [`unicode`] as tiktoken's regex engine sees them).
-//! 2. Each piece's bytes are merged by rank ([`bpe`]); a piece that is itself a token
-//!    is looked up directly.
+//! ## What it does
+//! - **Encoding** ([`Tokenizer::encode`], [`Tokenizer::encode_with_special`],
+//!   [`Tokenizer::encode_batch`]): token-for-token what tiktoken's `r50k_base` gives,
+//!   checked on tiny Shakespeare, War and Peace and a generated adversarial corpus.
+//!   Special-token strings are plain text unless [`SpecialTokens::Allow`] (or refused with
+//!   [`SpecialTokens::Error`]).
+//! - **Decoding** to exact bytes, lossy or strict text, or one id at a time with
+//!   [`StreamDecoder`]. Unknown ids are errors.
+//! - **Loading** OpenAI's `encoder.json` + `vocab.bpe`, Hugging Face's `vocab.json` +
+//!   `merges.txt` or `tokenizer.json` ([`Tokenizer::from_dir`]); GPT-2's vocabulary is
+//!   embedded ([`Tokenizer::gpt2`]).
+//! - **Training** a vocabulary ([`Tokenizer::train`]) and **saving** it in Hugging Face's
+//!   formats ([`Tokenizer::save`]).
 //!
-//! Decoding concatenates token bytes ([`Tokenizer::decode`]); [`StreamDecoder`] does it
-//! one id at a time for generation. [`Tokenizer::train`] learns a new vocabulary and
-//! [`Tokenizer::save`] writes it in Hugging Face's formats.
+//! ## How encoding works
+//! 1. The text is split into pieces by a hand-written equivalent of GPT-2's pattern
+//!    `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
+//!    (`src/pretokenize.rs`): one forward scan, no backtracking, with Unicode classes
+//!    generated from the tables of the regex engine tiktoken uses (`src/unicode.rs`).
+//! 2. A piece that is itself a token is looked up directly; otherwise its bytes are
+//!    merged by rank (`src/bpe.rs`), in O(n²) for short pieces and rank by rank for long
+//!    ones, so a megabyte without a space costs a few times what ordinary text does.
+//!
+//! All errors are [`TokenizerError`]s; nothing in the API panics on bad input.
 
 #![warn(missing_docs)]
 

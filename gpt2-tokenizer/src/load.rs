@@ -77,8 +77,8 @@ impl MergeLocation {
 struct Raw<'a> {
     vocab_file: &'a str,
     entries: Vec<(String, u32)>,
-    /// Added tokens `(content, id, index in added_tokens)` (tokenizer.json only).
-    added: Vec<(String, u32, usize)>,
+    /// Added tokens `(content, id)` (tokenizer.json only).
+    added: Vec<(String, u32)>,
     merges_file: &'a str,
     merges: Vec<(&'a str, &'a str)>,
     locations: MergeLocation,
@@ -187,11 +187,19 @@ pub(crate) fn tokenizer_json(text: &str, file: &str) -> Result<Vocab> {
     }
     for (set, name) in [
         (m.dropout.is_some(), "model.dropout"),
+        // transformers writes "" for these two when unset.
         (
-            m.continuing_subword_prefix.is_some(),
+            m.continuing_subword_prefix
+                .as_deref()
+                .is_some_and(|p| !p.is_empty()),
             "model.continuing_subword_prefix",
         ),
-        (m.end_of_word_suffix.is_some(), "model.end_of_word_suffix"),
+        (
+            m.end_of_word_suffix
+                .as_deref()
+                .is_some_and(|s| !s.is_empty()),
+            "model.end_of_word_suffix",
+        ),
         (m.byte_fallback, "model.byte_fallback"),
         (m.ignore_merges, "model.ignore_merges"),
     ] {
@@ -221,8 +229,7 @@ pub(crate) fn tokenizer_json(text: &str, file: &str) -> Result<Vocab> {
     let added = tj
         .added_tokens
         .into_iter()
-        .enumerate()
-        .map(|(i, a)| (a.content, a.id, i))
+        .map(|a| (a.content, a.id))
         .collect();
     resolve(Raw {
         vocab_file: file,
@@ -252,6 +259,25 @@ fn check_byte_level(pre: Option<&serde_json::Value>) -> std::result::Result<(), 
     Ok(())
 }
 
+/// A token as read: its id, its name in the file, its bytes, and for an added token its
+/// index in `added_tokens`.
+struct Token<'a> {
+    id: u32,
+    name: &'a str,
+    bytes: Vec<u8>,
+    added: Option<usize>,
+}
+
+impl Token<'_> {
+    /// Where the token is in its file, for error messages.
+    fn at(&self) -> String {
+        match self.added {
+            Some(i) => format!("added_tokens[{i}]"),
+            None => format!("entry {:?}", self.name),
+        }
+    }
+}
+
 /// Checks ids and merges and builds the vocabulary.
 fn resolve(raw: Raw<'_>) -> Result<Vocab> {
     let Raw {
@@ -262,118 +288,86 @@ fn resolve(raw: Raw<'_>) -> Result<Vocab> {
         merges,
         locations,
     } = raw;
+    let entry_tokens = entries.iter().map(|(name, id)| Token {
+        id: *id,
+        name,
+        bytes: bytelevel::decode(name).unwrap_or_else(|| name.as_bytes().to_vec()),
+        added: None,
+    });
+    let added_tokens = added.iter().enumerate().map(|(i, (content, id))| Token {
+        id: *id,
+        name: content,
+        bytes: content.as_bytes().to_vec(),
+        added: Some(i),
+    });
 
-    // Every token: (id, name as written, bytes, index in `added` if an added token).
-    let mut tokens: Vec<(u32, &str, Vec<u8>, Option<usize>)> = Vec::with_capacity(entries.len());
-    let at = |t: &(u32, &str, Vec<u8>, Option<usize>)| match t.3 {
-        Some(i) => format!("added_tokens[{i}]"),
-        None => format!("entry {:?}", t.1),
-    };
-    for (name, id) in &entries {
-        let bytes = bytelevel::decode(name).unwrap_or_else(|| name.as_bytes().to_vec());
-        tokens.push((*id, name, bytes, None));
-    }
-    // An added token may repeat a vocabulary entry (same id, same bytes).
-    let mut index_of_id: FxHashMap<u32, usize> = FxHashMap::default();
-    for (content, id, k) in &added {
-        tokens.push((*id, content, content.as_bytes().to_vec(), Some(*k)));
-    }
-    let mut unique = Vec::with_capacity(tokens.len());
-    for (i, t) in tokens.iter().enumerate() {
-        match index_of_id.get(&t.0) {
-            None => {
-                index_of_id.insert(t.0, i);
-                unique.push(i);
+    // Ids must be exactly 0..n. An added token may repeat a vocabulary entry (same id,
+    // same bytes); any other repeated id is an error.
+    let mut by_id: FxHashMap<u32, Token> = FxHashMap::default();
+    for t in entry_tokens.chain(added_tokens) {
+        if let Some(first) = by_id.get(&t.id) {
+            if t.added.is_some() && first.bytes == t.bytes {
+                continue;
             }
-            Some(&first) if t.3.is_some() && tokens[first].2 == t.2 => {}
-            Some(&first) => {
-                return Err(malformed(
-                    vocab_file,
-                    at(t),
-                    format!("id {} already belongs to {:?}", t.0, tokens[first].1),
-                ));
-            }
+            let msg = format!("id {} already belongs to {:?}", t.id, first.name);
+            return Err(malformed(vocab_file, t.at(), msg));
         }
+        by_id.insert(t.id, t);
     }
-    // Ids must be exactly 0..n.
-    let n = unique.len();
-    let mut order = vec![0usize; n];
-    for &i in &unique {
-        let t = &tokens[i];
-        if t.0 as usize >= n {
-            return Err(malformed(
-                vocab_file,
-                at(t),
-                format!(
-                    "id {} out of range: the {n} tokens must have ids 0..{n}",
-                    t.0
-                ),
-            ));
-        }
-        order[t.0 as usize] = i;
+    let n = by_id.len();
+    let mut tokens: Vec<Option<Token>> = (0..n).map(|_| None).collect();
+    for (id, t) in by_id {
+        let Some(slot) = tokens.get_mut(id as usize) else {
+            let msg = format!("id {id} out of range: the {n} tokens must have ids 0..{n}");
+            return Err(malformed(vocab_file, t.at(), msg));
+        };
+        *slot = Some(t);
     }
-
-    let id_of_name: FxHashMap<&str, u32> = order
-        .iter()
-        .enumerate()
-        .map(|(id, &i)| (tokens[i].1, id as u32))
+    let tokens: Vec<Token> = tokens
+        .into_iter()
+        .map(|t| t.expect("n distinct ids below n"))
         .collect();
+
+    let id_of_name: FxHashMap<&str, u32> = tokens.iter().map(|t| (t.name, t.id)).collect();
     let mut pairs = Vec::with_capacity(merges.len());
     for (rank, &(left, right)) in merges.iter().enumerate() {
         let side = |s: &str| {
             id_of_name.get(s).copied().ok_or_else(|| {
-                malformed(
-                    merges_file,
-                    locations.at(rank),
-                    format!("token {s:?} is not in {vocab_file}"),
-                )
+                let msg = format!("token {s:?} is not in {vocab_file}");
+                malformed(merges_file, locations.at(rank), msg)
             })
         };
         pairs.push((side(left)?, side(right)?));
     }
 
-    let mut bytes: Vec<Vec<u8>> = tokens
-        .iter_mut()
-        .map(|t| std::mem::take(&mut t.2))
-        .collect();
-    let name = |id: u32| tokens[order[id as usize]].1;
     let parts = Parts {
-        tokens: order
-            .iter()
-            .map(|&i| std::mem::take(&mut bytes[i]))
-            .collect(),
+        tokens: tokens.iter().map(|t| t.bytes.clone()).collect(),
         merges: pairs,
         added: added.iter().map(|a| a.1).collect(),
     };
     Vocab::new(parts).map_err(|issue| match issue {
-        Issue::DuplicateBytes { id, first } => malformed(
-            vocab_file,
-            at(&tokens[order[id as usize]]),
-            format!("same bytes as {:?}", name(first)),
-        ),
-        Issue::MissingByte(b) => malformed(
-            vocab_file,
-            format!("byte 0x{b:02X}"),
-            format!(
+        Issue::DuplicateBytes { id, first } => {
+            let msg = format!("same bytes as {:?}", tokens[first as usize].name);
+            malformed(vocab_file, tokens[id as usize].at(), msg)
+        }
+        Issue::MissingByte(b) => {
+            let msg = format!(
                 "no token for this byte (written {:?})",
                 bytelevel::BYTE_TO_CHAR[b as usize]
-            ),
-        ),
-        Issue::DuplicateMerge { rank, first } => malformed(
-            merges_file,
-            locations.at(rank),
-            format!("repeats the merge at {}", locations.at(first)),
-        ),
+            );
+            malformed(vocab_file, format!("byte 0x{b:02X}"), msg)
+        }
+        Issue::DuplicateMerge { rank, first } => {
+            let msg = format!("repeats the merge at {}", locations.at(first));
+            malformed(merges_file, locations.at(rank), msg)
+        }
         Issue::MergeSide { rank } => {
             malformed(merges_file, locations.at(rank), "merge of an unknown token")
         }
         Issue::MergeResult { rank } => {
             let (l, r) = merges[rank];
-            malformed(
-                merges_file,
-                locations.at(rank),
-                format!("merged token \"{l}{r}\" is not in {vocab_file}"),
-            )
+            let msg = format!("merged token \"{l}{r}\" is not in {vocab_file}");
+            malformed(merges_file, locations.at(rank), msg)
         }
     })
 }

@@ -102,10 +102,10 @@ fn piece_end(text: &str, start: usize) -> usize {
     let bytes = text.as_bytes();
     let (first, first_class) = char_at(text, start).expect("start is inside the text");
     // 's|'t|'re|'ve|'m|'ll|'d
-    if first == '\'' {
-        if let Some(n) = contraction_len(&bytes[start + 1..]) {
-            return start + 1 + n;
-        }
+    if first == '\''
+        && let Some(n) = contraction_len(&bytes[start + 1..])
+    {
+        return start + 1 + n;
     }
     // ` ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+`: a run of one class, after an optional space.
     // A space followed by whitespace or by nothing falls through to the whitespace rule.
@@ -138,14 +138,16 @@ fn piece_end(text: &str, start: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::LazyLock;
 
     /// tiktoken-rs's `r50k_base` pattern, run by fancy-regex: the oracle.
     const TIKTOKEN_PATTERN: &str =
         r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s";
 
     fn oracle(text: &str) -> Vec<&str> {
-        let re = fancy_regex::Regex::new(TIKTOKEN_PATTERN).unwrap();
-        re.find_iter(text).map(|m| m.unwrap().as_str()).collect()
+        static RE: LazyLock<fancy_regex::Regex> =
+            LazyLock::new(|| fancy_regex::Regex::new(TIKTOKEN_PATTERN).unwrap());
+        RE.find_iter(text).map(|m| m.unwrap().as_str()).collect()
     }
 
     fn ours(text: &str) -> Vec<&str> {

@@ -148,7 +148,7 @@ impl Tokenizer {
     /// Encodes `text`, special-token strings included, as ordinary text.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut out = Vec::with_capacity(text.len() / 3);
-        self.encode_ordinary_into(text, &mut out);
+        self.encode_ordinary_into(text, &mut Scratch::default(), &mut out);
         out
     }
 
@@ -164,14 +164,15 @@ impl Tokenizer {
                 None => Ok(self.encode(text)),
             },
             SpecialTokens::Allow => {
-                let mut out = Vec::with_capacity(text.len() / 3);
+                let (mut out, mut scratch) =
+                    (Vec::with_capacity(text.len() / 3), Scratch::default());
                 let mut pos = 0;
                 for m in self.specials.find_iter(text) {
-                    self.encode_ordinary_into(&text[pos..m.start], &mut out);
+                    self.encode_ordinary_into(&text[pos..m.start], &mut scratch, &mut out);
                     out.push(m.id);
                     pos = m.end;
                 }
-                self.encode_ordinary_into(&text[pos..], &mut out);
+                self.encode_ordinary_into(&text[pos..], &mut scratch, &mut out);
                 Ok(out)
             }
         }
@@ -185,10 +186,9 @@ impl Tokenizer {
 
     /// Pre-tokenises `text` (the segments between special tokens when those are
     /// recognised) and BPE-encodes each piece.
-    fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>) {
-        let mut scratch = Scratch::default();
+    fn encode_ordinary_into(&self, text: &str, scratch: &mut Scratch, out: &mut Vec<u32>) {
         for piece in Pieces::new(text) {
-            self.vocab.encode_piece(piece.as_bytes(), &mut scratch, out);
+            self.vocab.encode_piece(piece.as_bytes(), scratch, out);
         }
     }
 

@@ -21,7 +21,7 @@ use crate::error::{Result, TokenizerError};
 use crate::pretokenize::Pieces;
 use crate::special::SpecialMatcher;
 use crate::tokenizer::Tokenizer;
-use crate::vocab::{Issue, Parts, Vocab};
+use crate::vocab::{Parts, Vocab};
 
 type Pair = (u32, u32);
 
@@ -236,18 +236,16 @@ impl Tokenizer {
         }
 
         tokens.extend(special_tokens.iter().map(|s| s.as_bytes().to_vec()));
+        // Consistent by construction: distinct bytes (learnt tokens come from text with the
+        // special tokens cut out, so none equals one), every byte, one merge per token.
         let vocab = Vocab::new(Parts {
             tokens,
             merges,
             added: Vec::new(),
         })
-        .map_err(|issue| match issue {
-            Issue::DuplicateBytes { id, .. } => training_error(format!(
-                "special token {:?} is also a learnt token",
-                special_tokens[id as usize - n_learnt]
-            )),
-            other => unreachable!("training builds consistent vocabularies: {other:?}"),
-        })?;
+        .unwrap_or_else(|issue| {
+            unreachable!("training made an inconsistent vocabulary: {issue:?}")
+        });
         Ok(Tokenizer::from_vocab(vocab))
     }
 }

@@ -61,8 +61,8 @@ impl Vocab {
     /// Validates `parts` and builds the lookup tables.
     ///
     /// Special tokens are the tokens that are neither a single byte nor produced by a merge
-    /// (GPT-2's `<|endoftext|>`, the tokens training appends), if their bytes are UTF-8 text,
-    /// plus `parts.added`.
+    /// (GPT-2's `<|endoftext|>`, the tokens training appends), plus `parts.added`, if their
+    /// bytes are non-empty UTF-8 text.
     pub(crate) fn new(parts: Parts) -> Result<Vocab, Issue> {
         let Parts {
             tokens,
@@ -104,14 +104,7 @@ impl Vocab {
                 .get(joined.as_slice())
                 .ok_or(Issue::MergeResult { rank })?;
             merges
-                .insert(
-                    left,
-                    right,
-                    Merge {
-                        rank: rank as u32,
-                        id,
-                    },
-                )
+                .push(left, right, id)
                 .map_err(|first| Issue::DuplicateMerge {
                     rank,
                     first: first as usize,
@@ -122,12 +115,11 @@ impl Vocab {
             produced[b as usize] = true;
         }
 
+        // Special tokens must be non-empty text to be found in text.
         let mut specials: Vec<u32> = (0..tokens.len() as u32)
-            .filter(|&id| {
-                !produced[id as usize]
-                    && std::str::from_utf8(&tokens[id as usize]).is_ok_and(|s| !s.is_empty())
-            })
-            .chain(added)
+            .filter(|&id| !produced[id as usize])
+            .chain(added.into_iter().filter(|&id| (id as usize) < tokens.len()))
+            .filter(|&id| std::str::from_utf8(&tokens[id as usize]).is_ok_and(|s| !s.is_empty()))
             .collect();
         specials.sort_unstable();
         specials.dedup();

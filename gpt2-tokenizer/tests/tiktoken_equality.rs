@@ -41,6 +41,21 @@ fn assert_same(text: &str, what: &str) {
     }
 }
 
+/// Same vocabulary: token `id` has the same bytes in both, for every id.
+#[test]
+fn every_token_has_tiktoken_bytes() {
+    let ours = Tokenizer::gpt2();
+    assert_eq!(ours.vocab_size(), 50257);
+    for id in 0..50257 {
+        let theirs = tiktoken().decode_bytes(&[id]).unwrap();
+        assert_eq!(
+            ours.id_to_token_bytes(id),
+            Some(theirs.as_slice()),
+            "token {id}"
+        );
+    }
+}
+
 #[test]
 fn tiny_shakespeare() {
     assert_same(&read_corpus("tinyshakespeare.txt"), "tinyshakespeare.txt");
@@ -75,6 +90,25 @@ fn random_code_points() {
             .collect();
         assert_same(&text, &format!("random string {text:?}"));
     }
+}
+
+/// Long pieces of random letters and digits (the rank-by-rank merge, with many distinct
+/// ranks), around the length where the short-piece merge hands over.
+#[test]
+fn long_random_pieces() {
+    let mut rng = corpus::Rng::new(11);
+    let mut text = String::new();
+    for i in 0..400 {
+        let len = [100, 127, 128, 129, 130, 300, 2000][i % 7];
+        let alphabet: &[u8] = if i % 3 == 0 {
+            b"0123456789"
+        } else {
+            b"abcdefghijklmnopqrstuvwxyzABCDE"
+        };
+        text.extend((0..len).map(|_| alphabet[rng.below(alphabet.len())] as char));
+        text.push(' ');
+    }
+    assert_same(&text, "long random pieces");
 }
 
 #[test]
