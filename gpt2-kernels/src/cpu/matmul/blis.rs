@@ -37,7 +37,7 @@
 use rayon::prelude::*;
 
 use super::epilogue::{Finish, OutPtr, Pass};
-use super::microkernel::{self, APanel, MR, NR, Tile};
+use super::microkernel::{self, APanels, MR, NR, Tile};
 use super::pack::pack_block;
 use super::{Element, MatRef};
 use crate::cpu::simd::Isa;
@@ -169,40 +169,47 @@ fn task(
     };
     let mut edge_c: Tile = [0.0; MR * NR];
     for (ic, mc) in blocks(i1 - i0, MC, MR) {
+        let (ib, ie) = (i0 + ic, i0 + ic + mc);
+        // Tiles ib.. ib + full·MR have all MR rows (and, unless at an edge, use A as is).
+        let full = match edge_rows {
+            Some(e) if e < ie => (e - ib) / MR,
+            _ => mc / MR,
+        };
         for (b_panel, j) in b.chunks_exact(NR * kc).zip((j0..j1).step_by(NR)) {
-            for i in (i0 + ic..i0 + ic + mc).step_by(MR) {
-                let a_panel = match *a_src {
-                    _ if Some(i) == edge_rows => APanel::packed(&edge_a[..MR * kc]),
-                    ASource::Packed(panels) => APanel::packed(&panels[(i - i0) * kc..][..MR * kc]),
-                    ASource::InPlace { data, lda, .. } => {
-                        APanel::rows(&data[(i - i0) * lda..], lda)
+            let w = NR.min(j1 - j);
+            if w == NR && full > 0 {
+                let a_panels = match *a_src {
+                    ASource::Packed(panels) => APanels::packed(&panels[(ib - i0) * kc..], kc, full),
+                    ASource::InPlace { data, lda } => {
+                        APanels::rows(&data[(ib - i0) * lda..], lda, full)
                     }
                 };
-                let size = (MR.min(i1 - i), NR.min(j1 - j));
-                // SAFETY (all three blocks): tasks partition C into disjoint rectangles
-                // (`gemm` above) and this tile lies inside this task's rectangle;
-                // `tile_ptr` checks that a full tile fits in C; `edge_c` is a local tile.
-                if size == (MR, NR) {
-                    let c = out.tile_ptr((i, j), size);
-                    unsafe {
-                        microkernel::kernel(isa, kc, a_panel, b_panel, c, out.ldc(), pass.add)
-                    };
-                    if let Some(fin) = pass.finish {
-                        unsafe { out.finish_tile(isa, fin, (i, j), size) };
+                let c = out.tile_ptr((ib, j), (full * MR, NR));
+                // SAFETY: tasks partition C into disjoint rectangles (`gemm` above) and
+                // this column of tiles lies inside this task's (`tile_ptr` checks C's
+                // bounds).
+                unsafe { microkernel::kernel(isa, kc, a_panels, b_panel, c, out.ldc(), pass.add) };
+                if let Some(fin) = pass.finish {
+                    // SAFETY: as above.
+                    unsafe { out.finish_tile(isa, fin, (ib, j), (full * MR, NR)) };
+                }
+            }
+            // The rest one tile at a time through a local tile: partial columns, and the
+            // partial last row panel.
+            let first = if w == NR { ib + full * MR } else { ib };
+            for i in (first..ie).step_by(MR) {
+                let a_panel = match *a_src {
+                    _ if Some(i) == edge_rows => APanels::packed(&edge_a[..MR * kc], kc, 1),
+                    ASource::Packed(panels) => APanels::packed(&panels[(i - i0) * kc..], kc, 1),
+                    ASource::InPlace { data, lda } => {
+                        APanels::rows(&data[(i - i0) * lda..], lda, 1)
                     }
-                } else {
-                    unsafe {
-                        microkernel::kernel(
-                            isa,
-                            kc,
-                            a_panel,
-                            b_panel,
-                            edge_c.as_mut_ptr(),
-                            NR,
-                            false,
-                        )
-                    };
-                    unsafe { out.write_tile(isa, pass, (i, j), size, &edge_c, NR) };
+                };
+                // SAFETY: `edge_c` is a local MR × NR tile; the write-back goes to this
+                // task's own rectangle of C.
+                unsafe {
+                    microkernel::kernel(isa, kc, a_panel, b_panel, edge_c.as_mut_ptr(), NR, false);
+                    out.write_tile(isa, pass, (i, j), (MR.min(i1 - i), w), &edge_c, NR);
                 }
             }
         }

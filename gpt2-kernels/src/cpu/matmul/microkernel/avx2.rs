@@ -8,31 +8,54 @@ use std::arch::x86_64::*;
 
 use super::{MR, NR};
 
-/// `C [+]= a · b` over `kc` steps; A packed (`PACKED`: element `(i, p)` at `a[p·MR + i]`)
-/// or read in place (`a[i·lda + p]`).
+/// A column of `count` tiles, `C_t [+]= a_t · b` over `kc` steps; A packed (`PACKED`:
+/// element `(i, p)` of panel `t` at `a[t·step + p·MR + i]`) or read in place
+/// (`a[t·step + i·rs + p]`).
 ///
 /// # Safety
-/// `a` is valid for `kc` steps of its form, `b.len() >= kc·NR`; the `MR × NR` tile at
-/// `c` (row stride `ldc`) is valid for reads and writes and exclusively ours; the CPU
-/// has AVX2 and FMA.
+/// `a` is valid for `count` panels of `kc` steps of its form, `b.len() >= kc·NR`; the
+/// tiles at `c + t·MR·ldc` (row stride `ldc`) are valid for reads and writes and
+/// exclusively ours; the CPU has AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn kernel_6x16<const PACKED: bool>(
     kc: usize,
     a: *const f32,
-    lda: usize,
+    (rs, step, count): (usize, usize, usize),
     b: &[f32],
     c: *mut f32,
     ldc: usize,
     add: bool,
 ) {
     debug_assert!(b.len() >= kc * NR);
-    let (rs, cs) = if PACKED { (1, MR) } else { (lda, 1) };
-    // Ask for C's lines now: they arrive while the k loop runs (C lives in L3 or DRAM
-    // between k blocks; each row of the tile spans at most two lines).
-    for i in 0..MR {
-        _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc).cast());
-        _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc + NR - 1).cast());
+    let (rs, cs) = if PACKED { (1, MR) } else { (rs, 1) };
+    for t in 0..count {
+        let (a, c) = (a.wrapping_add(t * step), c.wrapping_add(t * MR * ldc));
+        // Ask for C's lines now: they arrive while the k loop runs (C lives in L3 or
+        // DRAM between k blocks; each row of the tile spans at most two lines).
+        for i in 0..MR {
+            _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc).cast());
+            _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc + NR - 1).cast());
+        }
+        // SAFETY: panel t and tile t are valid (the caller's contract).
+        unsafe { tile(kc, a, (rs, cs), b, c, ldc, add) };
     }
+}
+
+/// One tile of [`kernel_6x16`].
+///
+/// # Safety
+/// As [`kernel_6x16`], for one panel and one tile.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile(
+    kc: usize,
+    a: *const f32,
+    (rs, cs): (usize, usize),
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    add: bool,
+) {
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let (mut pa, mut pb) = (a, b.as_ptr());
     for _ in 0..kc {
