@@ -221,7 +221,7 @@ mod kernels {
         use super::{Element, MAX_NB, Rows};
         use crate::cpu::matmul::element::load8;
 
-        /// Software prefetch distance in bytes.
+        /// Software prefetch distance of the dot form, in bytes.
         const PREFETCH: usize = 2048;
 
         /// AVX2 [`super::axpy`], four B rows at a time (four streams in flight, one
@@ -244,14 +244,13 @@ mod kernels {
                     let (xr, acc) = (&x.get(r)[p..p + 4], &mut acc[r * acc_stride..][..w]);
                     let xv: [__m256; 4] = std::array::from_fn(|u| _mm256_set1_ps(xr[u]));
                     for j in (0..body).step_by(8) {
-                        if r == 0 {
+                        // Prefetch the next quad of rows, same columns, one line at a
+                        // time: one quad of processing ahead (into L2, as a quad of long
+                        // rows is larger than L1).
+                        if r == 0 && (j * size_of::<T>()).is_multiple_of(64) {
                             for bu in b {
-                                _mm_prefetch::<_MM_HINT_T0>(
-                                    bu.as_ptr()
-                                        .wrapping_add(j)
-                                        .cast::<i8>()
-                                        .wrapping_add(PREFETCH),
-                                );
+                                let ahead = bu.as_ptr().wrapping_add(4 * rows.stride + j);
+                                _mm_prefetch::<_MM_HINT_T1>(ahead.cast::<i8>());
                             }
                         }
                         // SAFETY: j + 8 ≤ body ≤ w, the length of `acc` and of each `b[u]`.
@@ -305,14 +304,17 @@ mod kernels {
                     let xr = x.get(r);
                     let mut s = [_mm256_setzero_ps(); 4];
                     for p in (0..body).step_by(32) {
-                        // Software prefetch ~2 KiB ahead in the weight stream (columns are
-                        // consecutive in memory, so this runs on into the next ones).
-                        _mm_prefetch::<_MM_HINT_T0>(
-                            col.as_ptr()
-                                .wrapping_add(p)
-                                .cast::<i8>()
-                                .wrapping_add(PREFETCH),
-                        );
+                        // Software prefetch PREFETCH bytes ahead in the weight stream,
+                        // every line (columns are consecutive in memory, so this runs on
+                        // into the next ones).
+                        let ahead = col
+                            .as_ptr()
+                            .wrapping_add(p)
+                            .cast::<i8>()
+                            .wrapping_add(PREFETCH);
+                        for line in (0..32 * size_of::<T>()).step_by(64) {
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+                        }
                         for (u, s) in s.iter_mut().enumerate() {
                             // SAFETY: p + 8u + 8 ≤ body ≤ k = col.len() = xr.len().
                             unsafe {
