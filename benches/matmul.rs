@@ -710,7 +710,11 @@ fn svg(rows: &[Row], machine: &BTreeMap<usize, (f64, f64)>) -> String {
     let group_w = 3.0 * bar_w + gap;
     let width = left + shapes.len() as f64 * group_w + 20.0;
     let height = machine.len() as f64 * (panel_h + 110.0) + 20.0;
-    let ymax = machine.keys().map(|&t| peak_of(machine, t)).fold(1.0, f64::max) * 1.05;
+    let ymax = machine
+        .keys()
+        .map(|&t| peak_of(machine, t))
+        .fold(1.0, f64::max)
+        * 1.05;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
