@@ -1,23 +1,33 @@
 //! The BLIS loop nest around the micro-kernel (Van Zee & van de Geijn, "BLIS: A Framework
-//! for Rapidly Instantiating BLAS Functionality", 2015).
+//! for Rapidly Instantiating BLAS Functionality", 2015), arranged so that packed data
+//! lives in the L2 of the core that uses it.
 //!
 //! ```text
-//! for jc in N by NC            B block  KC × NC  packed once, shared   (L3)
-//!   for pc in K by KC          sequential: fixes each C element's summation order
-//!     pack B̃ = B[pc.., jc..]                     (parallel over groups of NR panels)
-//!     for is in M by MS        bounds the packed-A buffer
-//!       pack Ã = A[is.., pc..]                   (parallel over groups of MR panels)
-//!       parallel for (ic block ≤ MC rows) × (≤ JR_GROUP panels of NR columns):
-//!         for jr: for ir:      micro-kernel  MR × NR += Ã panel · B̃ panel
-//!                              write-back (edges cut here), epilogue on the last pc
+//! for pc in K by KC                     sequential: fixes each C element's summation order
+//!   for is in M by MS                   bounds the packed-A buffer and a task's rows
+//!     [pack Ã = A[is.., pc..]]          only if A's rows are not contiguous along k
+//!     parallel for each group of GROUP NR-panels of columns (a task):
+//!       pack B̃ = B[pc.., group]         thread-local, stays in this core's L2
+//!       for ic in rows by MC            A block in L2
+//!         for jr in group panels        B micro-panel in L1
+//!           for ir in ic block by MR    micro-kernel; write-back cut at the edges,
+//!                                       epilogue on the last pc
 //! ```
 //!
-//! Block sizes for AMD Zen 3 (L1d 32 KiB, L2 512 KiB per core, L3 32 MiB shared), the
-//! same as BLIS's `zen3` `sgemm` configuration:
+//! Block sizes for AMD Zen 3 (L1d 32 KiB, L2 512 KiB per core, L3 32 MiB shared), as in
+//! BLIS's `zen3` `sgemm` configuration where they apply:
 //! - `KC = 256`: a B micro-panel (`KC·NR·4` = 16 KiB) stays in L1 while the kernel sweeps
 //!   A micro-panels (`KC·MR·4` = 6 KiB) past it;
 //! - `MC = 144`: an A block (`MC·KC·4` = 144 KiB) stays in L2 across the jr loop;
-//! - `NC = 4080`: a B block (`KC·NC·4` ≈ 4 MiB) stays in L3 across the ic loop.
+//! - `GROUP = 8` panels: a task's packed B (`GROUP·NR·KC·4` = 128 KiB) stays in L2
+//!   beside the A block across the whole ic loop. (BLIS packs one shared `KC × NC` B
+//!   block into L3 instead; packing into L2 per task avoids writing the packed copy out
+//!   to L3 and reading it back, which cost ~8 % at M = 256.)
+//!
+//! A is read in place when its rows are contiguous along k (forward: `inp`; backward:
+//! `dout`): the kernel's six row streams are sequential, and only the last, partial
+//! micro-panel of rows is packed (zero-padded). Otherwise (the weight-gradient products,
+//! where A is a transpose) A is packed once per k block into a shared buffer.
 //!
 //! Threads: every C element is computed by exactly one task with the same k blocking
 //! and the same micro-kernel, so the result does not depend on which thread runs which
@@ -27,22 +37,19 @@
 use rayon::prelude::*;
 
 use super::epilogue::{Finish, OutPtr, Pass};
-use super::microkernel::{self, MR, NR, Tile};
+use super::microkernel::{self, APanels, MR, NR, Tile};
 use super::pack::pack_block;
 use super::{Element, MatRef};
 use crate::cpu::simd::Isa;
 
 /// Depth of one packed k block (see the module doc).
 const KC: usize = 256;
-/// Rows of C per task: an A block of `MC × KC` lives in one core's L2.
+/// Rows of an A block: `MC × KC` lives in one core's L2.
 const MC: usize = 144;
-/// Columns of one packed B block.
-const NC: usize = 4080;
-/// Rows of A packed at once (bounds the A buffer at `MS·KC·4` ≈ 2.3 MiB).
+/// Rows of C per task and of one packed-A buffer (`MS·KC·4` ≈ 2.3 MiB).
 const MS: usize = 16 * MC;
-/// Columns of C per task, in NR panels (512 columns): enough tasks for load balance
-/// at GPT-2's smallest shapes, few enough that scheduling costs nothing.
-const JR_GROUP: usize = 32;
+/// NR panels of columns per task: 128 columns, 128 KiB of packed B.
+const GROUP: usize = 8;
 
 /// Splits `len` into `ceil(len / max)` near-equal blocks whose sizes are multiples of
 /// `align` (except the last), as `(start, size)`. Balanced blocks avoid a thin last
@@ -68,81 +75,153 @@ pub(super) fn gemm<T: Element>(
     finish: Option<Finish<'_>>,
 ) {
     let kblocks: Vec<_> = blocks(k, KC, 1).collect();
-    arena::with(|arena| {
-        for (jc, nc) in blocks(n, NC, NR) {
-            for (pi, &(pc, kc)) in kblocks.iter().enumerate() {
-                let pass = Pass {
-                    add: accumulate || pi > 0,
-                    finish: finish.filter(|_| pi + 1 == kblocks.len()),
+    let groups: Vec<_> = blocks(n.div_ceil(NR), GROUP, 1).collect();
+    let in_place = a.cs == 1;
+    arena::with_shared(|a_buf| {
+        for (pi, &(pc, kc)) in kblocks.iter().enumerate() {
+            let pass = Pass {
+                add: accumulate || pi > 0,
+                finish: finish.filter(|_| pi + 1 == kblocks.len()),
+            };
+            for (is, ms) in blocks(m, MS, MR) {
+                let rows = (is, is + ms);
+                let a_src = if in_place {
+                    ASource::InPlace {
+                        data: &a.data[is * a.rs + pc..],
+                        lda: a.rs,
+                    }
+                } else {
+                    let dst = arena::grow(a_buf, ms.div_ceil(MR) * MR * kc);
+                    pack_block::<f32, MR>(
+                        isa,
+                        dst,
+                        a.data,
+                        is * a.rs + pc * a.cs,
+                        ms,
+                        a.rs,
+                        a.cs,
+                        kc,
+                    );
+                    ASource::Packed(dst)
                 };
-                let a_len = m.min(MS).div_ceil(MR) * MR * kc;
-                let (a_buf, b_panels) = arena.buffers(a_len, nc.div_ceil(NR) * NR * kc);
-                let origin = pc * b.rs + jc * b.cs;
-                pack_block::<T, NR>(isa, b_panels, b.data, origin, nc, b.cs, b.rs, kc);
-                let b_panels = &*b_panels;
-                for (is, ms) in blocks(m, MS, MR) {
-                    let a_panels = &mut a_buf[..ms.div_ceil(MR) * MR * kc];
-                    let origin = is * a.rs + pc * a.cs;
-                    pack_block::<f32, MR>(isa, a_panels, a.data, origin, ms, a.rs, a.cs, kc);
-                    let a_panels = &*a_panels;
-                    let row_blocks: Vec<_> = blocks(ms, MC, MR).collect();
-                    let col_groups: Vec<_> = blocks(nc.div_ceil(NR), JR_GROUP, 1).collect();
-                    let tasks = row_blocks.len() * col_groups.len();
-                    (0..tasks).into_par_iter().for_each(|t| {
-                        let (ir, mc) = row_blocks[t / col_groups.len()];
-                        let (jq, nq) = col_groups[t % col_groups.len()];
-                        let a = &a_panels[ir * kc..][..mc.div_ceil(MR) * MR * kc];
-                        let b = &b_panels[jq * NR * kc..][..nq * NR * kc];
-                        let (i0, j0) = (is + ir, jc + jq * NR);
-                        let (i1, j1) = ((i0 + mc).min(m), (j0 + nq * NR).min(n));
-                        macro_kernel(isa, kc, a, b, out, (i0, i1), (j0, j1), pass);
+                groups.par_iter().for_each(|&(q0, nq)| {
+                    let (j0, j1) = (q0 * NR, ((q0 + nq) * NR).min(n));
+                    arena::with_local(|b_buf| {
+                        let b_panels = arena::grow(b_buf, nq * NR * kc);
+                        pack_block::<T, NR>(
+                            isa,
+                            b_panels,
+                            b.data,
+                            pc * b.rs + j0 * b.cs,
+                            j1 - j0,
+                            b.cs,
+                            b.rs,
+                            kc,
+                        );
+                        task(isa, kc, &a_src, b_panels, out, rows, (j0, j1), pass);
                     });
-                }
+                });
             }
         }
     });
 }
 
-/// One task: C rows `i0..i1` × columns `j0..j1` from packed panels `a` (covering those
-/// rows) and `b` (covering those columns). B's micro-panel stays in L1 across the ir
-/// loop, A's block in L2 across the jr loop.
+/// Where a task's A comes from: packed micro-panels of its rows, or its rows read in
+/// place (`data` starts at the task's first row, column `pc`; row stride `lda`).
+enum ASource<'a> {
+    Packed(&'a [f32]),
+    InPlace { data: &'a [f32], lda: usize },
+}
+
+/// One task: C rows `i0..i1` × columns `j0..j1` from `a_src` and the packed panels `b`
+/// (covering those columns).
 #[allow(clippy::too_many_arguments)]
-fn macro_kernel(
+fn task(
     isa: Isa,
     kc: usize,
-    a: &[f32],
+    a_src: &ASource<'_>,
     b: &[f32],
     out: &OutPtr<'_>,
     (i0, i1): (usize, usize),
     (j0, j1): (usize, usize),
     pass: Pass<'_>,
 ) {
-    let mut edge: Tile = [0.0; MR * NR];
-    for (b_panel, j) in b.chunks_exact(NR * kc).zip((j0..j1).step_by(NR)) {
-        for (a_panel, i) in a.chunks_exact(MR * kc).zip((i0..i1).step_by(MR)) {
-            let size = (MR.min(i1 - i), NR.min(j1 - j));
-            // SAFETY (all three blocks): tasks partition C into disjoint rectangles
-            // (`gemm` above) and this tile lies inside this task's rectangle; `tile_ptr`
-            // checks that a full tile fits in C; `edge` is a local MR × NR tile.
-            if size == (MR, NR) {
-                let c = out.tile_ptr((i, j), size);
-                unsafe { microkernel::kernel(isa, kc, a_panel, b_panel, c, out.ldc(), pass.add) };
-                if let Some(fin) = pass.finish {
-                    unsafe { out.finish_tile(isa, fin, (i, j), size) };
-                }
-            } else {
-                unsafe {
-                    microkernel::kernel(isa, kc, a_panel, b_panel, edge.as_mut_ptr(), NR, false)
+    // The last, partial micro-panel of rows when A is read in place (only the last
+    // row block of A has one): packed here, zero-padded, so the kernel never reads
+    // past A's last row.
+    let mut edge_a = [0f32; MR * KC];
+    let edge_rows = match *a_src {
+        ASource::InPlace { data, lda } if (i1 - i0) % MR != 0 => {
+            let start = (i1 - i0) / MR * MR;
+            pack_block::<f32, MR>(
+                isa,
+                &mut edge_a[..MR * kc],
+                data,
+                start * lda,
+                i1 - i0 - start,
+                lda,
+                1,
+                kc,
+            );
+            Some(i0 + start)
+        }
+        _ => None,
+    };
+    let mut edge_c: Tile = [0.0; MR * NR];
+    for (ic, mc) in blocks(i1 - i0, MC, MR) {
+        let (ib, ie) = (i0 + ic, i0 + ic + mc);
+        // Tiles ib.. ib + full·MR have all MR rows (and, unless at an edge, use A as is).
+        let full = match edge_rows {
+            Some(e) if e < ie => (e - ib) / MR,
+            _ => mc / MR,
+        };
+        for (b_panel, j) in b.chunks_exact(NR * kc).zip((j0..j1).step_by(NR)) {
+            let w = NR.min(j1 - j);
+            if w == NR && full > 0 {
+                let a_panels = match *a_src {
+                    ASource::Packed(panels) => APanels::packed(&panels[(ib - i0) * kc..], kc, full),
+                    ASource::InPlace { data, lda } => {
+                        APanels::rows(&data[(ib - i0) * lda..], lda, full)
+                    }
                 };
-                unsafe { out.write_tile(isa, pass, (i, j), size, &edge, NR) };
+                let c = out.tile_ptr((ib, j), (full * MR, NR));
+                // SAFETY: tasks partition C into disjoint rectangles (`gemm` above) and
+                // this column of tiles lies inside this task's (`tile_ptr` checks C's
+                // bounds).
+                unsafe { microkernel::kernel(isa, kc, a_panels, b_panel, c, out.ldc(), pass.add) };
+                if let Some(fin) = pass.finish {
+                    // SAFETY: as above.
+                    unsafe { out.finish_tile(isa, fin, (ib, j), (full * MR, NR)) };
+                }
+            }
+            // The rest one tile at a time through a local tile: partial columns, and the
+            // partial last row panel.
+            let first = if w == NR { ib + full * MR } else { ib };
+            for i in (first..ie).step_by(MR) {
+                let a_panel = match *a_src {
+                    _ if Some(i) == edge_rows => APanels::packed(&edge_a[..MR * kc], kc, 1),
+                    ASource::Packed(panels) => APanels::packed(&panels[(i - i0) * kc..], kc, 1),
+                    ASource::InPlace { data, lda } => {
+                        APanels::rows(&data[(i - i0) * lda..], lda, 1)
+                    }
+                };
+                // SAFETY: `edge_c` is a local MR × NR tile; the write-back goes to this
+                // task's own rectangle of C.
+                unsafe {
+                    microkernel::kernel(isa, kc, a_panel, b_panel, edge_c.as_mut_ptr(), NR, false);
+                    out.write_tile(isa, pass, (i, j), (MR.min(i1 - i), w), &edge_c, NR);
+                }
             }
         }
     }
 }
 
-/// Pack buffers, reused across calls on the same thread: a call takes them out of a
-/// thread-local and puts them back, so a nested call (a rayon task that itself calls
-/// GEMM while this thread waits) simply gets fresh ones instead of a borrow conflict.
+/// Pack buffers, reused across calls on the same thread: a call takes one out of a
+/// thread-local and puts it back, so a nested call (a rayon task that itself calls GEMM
+/// while this thread waits) simply gets a fresh one instead of a borrow conflict. The
+/// shared packed-A buffer (held by the calling thread) and the task-local packed-B
+/// buffer (held by each worker) live in separate thread-locals, because the calling
+/// thread also runs tasks.
 mod arena {
     use std::cell::Cell;
 
@@ -150,16 +229,10 @@ mod arena {
     /// (a multiple of 16 floats long) starts on a cache line.
     #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
     #[repr(C, align(64))]
-    struct Line([f32; 16]);
+    pub(super) struct Line([f32; 16]);
 
-    /// The packed A and B buffers of one GEMM call.
-    #[derive(Default)]
-    pub(super) struct Arena {
-        a: Vec<Line>,
-        b: Vec<Line>,
-    }
-
-    fn grow(buf: &mut Vec<Line>, len: usize) -> &mut [f32] {
+    /// The first `len` floats of `buf`, growing it if needed.
+    pub(super) fn grow(buf: &mut Vec<Line>, len: usize) -> &mut [f32] {
         let lines = len.div_ceil(16);
         if buf.len() < lines {
             buf.resize(lines, Line::default());
@@ -167,22 +240,24 @@ mod arena {
         &mut bytemuck::cast_slice_mut::<Line, f32>(&mut buf[..lines])[..len]
     }
 
-    impl Arena {
-        /// The packed-A and packed-B buffers, `a_len` and `b_len` floats.
-        pub(super) fn buffers(&mut self, a_len: usize, b_len: usize) -> (&mut [f32], &mut [f32]) {
-            (grow(&mut self.a, a_len), grow(&mut self.b, b_len))
-        }
-    }
-
     thread_local! {
-        static ARENA: Cell<Arena> = Cell::default();
+        static SHARED: Cell<Vec<Line>> = const { Cell::new(Vec::new()) };
+        static LOCAL: Cell<Vec<Line>> = const { Cell::new(Vec::new()) };
     }
 
-    /// Runs `f` with this thread's arena.
-    pub(super) fn with<R>(f: impl FnOnce(&mut Arena) -> R) -> R {
-        let mut arena = ARENA.take();
-        let r = f(&mut arena);
-        ARENA.set(arena);
-        r
+    fn with(key: &'static std::thread::LocalKey<Cell<Vec<Line>>>, f: impl FnOnce(&mut Vec<Line>)) {
+        let mut buf = key.take();
+        f(&mut buf);
+        key.set(buf);
+    }
+
+    /// Runs `f` with this thread's buffer for shared (packed-A) data.
+    pub(super) fn with_shared(f: impl FnOnce(&mut Vec<Line>)) {
+        with(&SHARED, f)
+    }
+
+    /// Runs `f` with this thread's buffer for a task's own (packed-B) data.
+    pub(super) fn with_local(f: impl FnOnce(&mut Vec<Line>)) {
+        with(&LOCAL, f)
     }
 }

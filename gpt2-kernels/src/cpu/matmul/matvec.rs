@@ -9,7 +9,7 @@
 //! - **axpy** (`B` rows contiguous, e.g. a Conv1D `(K, N)` weight): tasks own fixed
 //!   chunks of [`K_CHUNK`] rows of B, a contiguous block of memory streamed front to
 //!   back, and sum `x[r, p] · B[p, :]` over their rows into a partial `(R, N)` result;
-//!   the partials are then added in chunk order. (Splitting by columns instead would
+//!   the partials are then added in chunk order (on the calling thread). (Splitting by columns instead would
 //!   read B in short row segments at a large stride, which streams poorly.)
 //!
 //! Every sum has a fixed shape that depends only on K, so results do not depend on the
@@ -102,7 +102,7 @@ fn by_columns<T: Element>(
 }
 
 /// The axpy form: tasks over fixed chunks of rows of B into partial results, then the
-/// partials summed in order, over chunks of output columns.
+/// partials summed in order.
 fn by_rows<T: Element>(
     isa: Isa,
     (m, n, k): (usize, usize, usize),
@@ -136,20 +136,16 @@ fn by_rows<T: Element>(
                 kernels::axpy(isa, &xc, &rows, &mut part[j0..], n);
             }
         });
-    let nb = chunk_width(n);
-    (0..n.div_ceil(nb)).into_par_iter().for_each(|c| {
-        let (j0, w) = (c * nb, nb.min(n - c * nb));
-        let mut acc = [0f32; MAX_ROWS * MAX_NB];
-        for part in partial.chunks_exact(m * n) {
-            for (acc, part) in acc.chunks_exact_mut(MAX_NB).zip(part.chunks_exact(n)) {
-                for (a, p) in acc.iter_mut().zip(&part[j0..j0 + w]) {
-                    *a += p;
-                }
-            }
+    // Sum the partials in chunk order, in place, on this thread: `chunks·m·n` floats
+    // (≤ 2 % of B's bytes), not worth a second parallel phase on small layers.
+    let (first, rest) = partial.split_at_mut(m * n);
+    for part in rest.chunks_exact(m * n) {
+        for (a, p) in first.iter_mut().zip(part) {
+            *a += p;
         }
-        // SAFETY: tasks own disjoint column chunks `j0..j0 + w` of all rows.
-        unsafe { out.write_tile(isa, pass, (0, j0), (m, w), &acc, MAX_NB) };
-    });
+    }
+    // SAFETY: single-threaded here; the whole of C is ours.
+    unsafe { out.write_tile(isa, pass, (0, 0), (m, n), first, n) };
 }
 
 /// `count` vectors of `len` elements, vector `i` at `data[i·stride..][..len]`.
@@ -225,7 +221,7 @@ mod kernels {
         use super::{Element, MAX_NB, Rows};
         use crate::cpu::matmul::element::load8;
 
-        /// Software prefetch distance in bytes.
+        /// Software prefetch distance of the dot form, in bytes.
         const PREFETCH: usize = 2048;
 
         /// AVX2 [`super::axpy`], four B rows at a time (four streams in flight, one
@@ -248,14 +244,13 @@ mod kernels {
                     let (xr, acc) = (&x.get(r)[p..p + 4], &mut acc[r * acc_stride..][..w]);
                     let xv: [__m256; 4] = std::array::from_fn(|u| _mm256_set1_ps(xr[u]));
                     for j in (0..body).step_by(8) {
-                        if r == 0 {
+                        // Prefetch the next quad of rows, same columns, one line at a
+                        // time: one quad of processing ahead (into L2, as a quad of long
+                        // rows is larger than L1).
+                        if r == 0 && (j * size_of::<T>()).is_multiple_of(64) {
                             for bu in b {
-                                _mm_prefetch::<_MM_HINT_T0>(
-                                    bu.as_ptr()
-                                        .wrapping_add(j)
-                                        .cast::<i8>()
-                                        .wrapping_add(PREFETCH),
-                                );
+                                let ahead = bu.as_ptr().wrapping_add(4 * rows.stride + j);
+                                _mm_prefetch::<_MM_HINT_T1>(ahead.cast::<i8>());
                             }
                         }
                         // SAFETY: j + 8 ≤ body ≤ w, the length of `acc` and of each `b[u]`.
@@ -309,14 +304,17 @@ mod kernels {
                     let xr = x.get(r);
                     let mut s = [_mm256_setzero_ps(); 4];
                     for p in (0..body).step_by(32) {
-                        // Software prefetch ~2 KiB ahead in the weight stream (columns are
-                        // consecutive in memory, so this runs on into the next ones).
-                        _mm_prefetch::<_MM_HINT_T0>(
-                            col.as_ptr()
-                                .wrapping_add(p)
-                                .cast::<i8>()
-                                .wrapping_add(PREFETCH),
-                        );
+                        // Software prefetch PREFETCH bytes ahead in the weight stream,
+                        // every line (columns are consecutive in memory, so this runs on
+                        // into the next ones).
+                        let ahead = col
+                            .as_ptr()
+                            .wrapping_add(p)
+                            .cast::<i8>()
+                            .wrapping_add(PREFETCH);
+                        for line in (0..32 * size_of::<T>()).step_by(64) {
+                            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+                        }
                         for (u, s) in s.iter_mut().enumerate() {
                             // SAFETY: p + 8u + 8 ≤ body ≤ k = col.len() = xr.len().
                             unsafe {

@@ -41,6 +41,12 @@ pub(super) fn pack_block<T: Element, const W: usize>(
             if w_stride == 1 {
                 // Lines contiguous (B row-major, or A read transposed): walk the group's
                 // rows of `src` sequentially, dealing each W-wide piece to its panel.
+                #[cfg(target_arch = "x86_64")]
+                if isa.is_avx2() && W.is_multiple_of(8) {
+                    // SAFETY: an AVX2 `Isa` proves the CPU has AVX2.
+                    unsafe { avx2::deal::<T, W>(dst, src, origin, lines, k_stride, kc) };
+                    return;
+                }
                 for p in 0..kc {
                     let row = &src[origin + p * k_stride..][..lines];
                     for (piece, panel) in row.chunks(W).zip(dst.chunks_exact_mut(W * kc)) {
@@ -102,7 +108,7 @@ fn pack_panel<T: Element, const W: usize>(
     if k_stride == 1 {
         // Steps contiguous (A row-major, or a (N, K) weight as B): a transpose.
         #[cfg(target_arch = "x86_64")]
-        if isa.is_avx2() && valid == W && W.is_multiple_of(8) {
+        if isa.is_avx2() && valid == W {
             let done = kc / 8 * 8;
             // SAFETY: an AVX2 `Isa` proves the CPU has AVX2.
             unsafe { avx2::transpose::<T, W>(dst, src, origin, w_stride, done) };
@@ -152,9 +158,44 @@ mod avx2 {
     use super::Element;
     use crate::cpu::matmul::element::load8;
 
+    /// [`super::copy_step`] for a whole group of panels, full pieces as 8-lane moves.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn deal<T: Element, const W: usize>(
+        dst: &mut [f32],
+        src: &[T],
+        origin: usize,
+        lines: usize,
+        k_stride: usize,
+        kc: usize,
+    ) {
+        for p in 0..kc {
+            let row = &src[origin + p * k_stride..][..lines];
+            // The rows are short (a group's columns) and far apart, too short for the
+            // hardware prefetcher to get going on each: ask for a row 4 steps ahead.
+            let ahead = row.as_ptr().wrapping_add(4 * k_stride).cast::<i8>();
+            for line in (0..std::mem::size_of_val(row)).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+            }
+            for (piece, panel) in row.chunks(W).zip(dst.chunks_exact_mut(W * kc)) {
+                let d = &mut panel[p * W..][..W];
+                if piece.len() < W {
+                    super::copy_step::<T, W>(d, piece);
+                    continue;
+                }
+                for h in (0..W).step_by(8) {
+                    // SAFETY: h + 8 ≤ W = piece.len() = d.len() (W is a multiple of 8).
+                    unsafe {
+                        _mm256_storeu_ps(d.as_mut_ptr().add(h), load8(piece.as_ptr().add(h)))
+                    };
+                }
+            }
+        }
+    }
+
     /// The first `steps` (a multiple of 8) steps of a full panel whose lines are
-    /// contiguous along k, as 8 × 8 register transposes: 8 lines × 8 steps in, 8 steps ×
-    /// 8 lines out.
+    /// contiguous along k, as 8 × 8 register transposes: up to 8 lines × 8 steps in,
+    /// 8 steps × up to 8 lines out (a block of fewer lines, as A's 6, is padded with
+    /// zero lines and stored with a lane mask).
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn transpose<T: Element, const W: usize>(
         dst: &mut [f32],
@@ -165,15 +206,23 @@ mod avx2 {
     ) {
         for p in (0..steps).step_by(8) {
             for h in (0..W).step_by(8) {
+                let lanes = (W - h).min(8);
                 let rows: [__m256; 8] = std::array::from_fn(|r| {
+                    if r >= lanes {
+                        return _mm256_setzero_ps();
+                    }
                     let line = &src[origin + (h + r) * w_stride + p..][..8];
                     // SAFETY: `line` has 8 elements.
                     unsafe { load8(line.as_ptr()) }
                 });
+                let mask = _mm256_cmpgt_epi32(
+                    _mm256_set1_epi32(lanes as i32),
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                );
                 for (q, v) in transpose8(rows).into_iter().enumerate() {
-                    let out = &mut dst[(p + q) * W + h..][..8];
-                    // SAFETY: `out` has 8 elements.
-                    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
+                    let out = &mut dst[(p + q) * W + h..][..lanes];
+                    // SAFETY: `out` has `lanes` elements, exactly the lanes the mask stores.
+                    unsafe { _mm256_maskstore_ps(out.as_mut_ptr(), mask, v) };
                 }
             }
         }

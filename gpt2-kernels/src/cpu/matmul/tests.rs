@@ -320,6 +320,49 @@ fn backward_matches_finite_differences() {
     }
 }
 
+/// A read in place from a column slice of a wider matrix (row stride > k): the BLIS
+/// path without packing A, including the zero-padded last panel of rows, and a bf16 B
+/// stored transposed, against the reference.
+#[test]
+fn gemm_in_place_a_with_row_stride_matches_reference() {
+    let mut rng = Rng(9);
+    for (m, n, k) in [(5, 9, 3), (7, 40, 300), (149, 33, 20), (2311, 17, 9)] {
+        // A is columns 2..2 + k of an (m, k + 7) matrix.
+        let a_buf = rng.vec(m * (k + 7));
+        let a = MatRef::new(&a_buf[2..], k + 7, 1);
+        let b_buf: Vec<bf16> = rng.vec(n * k).iter().map(|&x| bf16::from_f32(x)).collect();
+        let b = MatRef::row_major(&b_buf, k).t();
+        let mut want = vec![0.0; m * n];
+        reference::gemm(
+            m,
+            n,
+            k,
+            a,
+            b,
+            MatMut::new(&mut want, n),
+            false,
+            Epilogue::default(),
+        )
+        .unwrap();
+        for isa in Isa::available() {
+            let mut c = vec![0.0; m * n];
+            gemm(
+                isa,
+                m,
+                n,
+                k,
+                a,
+                b,
+                MatMut::new(&mut c, n),
+                false,
+                Epilogue::default(),
+            )
+            .unwrap();
+            assert_close(&c, &want, &format!("{isa} m={m} n={n} k={k}"));
+        }
+    }
+}
+
 /// The general GEMM with transposed and strided views of larger buffers, C with
 /// `ldc > n`, accumulate on/off, and every epilogue, against the reference.
 #[test]

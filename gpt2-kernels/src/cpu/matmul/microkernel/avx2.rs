@@ -8,44 +8,68 @@ use std::arch::x86_64::*;
 
 use super::{MR, NR};
 
-/// `C [+]= a · b` over `kc` packed steps.
+/// A column of `count` tiles, `C_t [+]= a_t · b` over `kc` steps; A packed (`PACKED`:
+/// element `(i, p)` of panel `t` at `a[t·step + p·MR + i]`) or read in place
+/// (`a[t·step + i·rs + p]`).
 ///
 /// # Safety
-/// `a.len() >= kc·MR`, `b.len() >= kc·NR`; the `MR × NR` tile at `c` (row stride `ldc`)
-/// is valid for reads and writes and exclusively ours; the CPU has AVX2 and FMA.
+/// `a` is valid for `count` panels of `kc` steps of its form, `b.len() >= kc·NR`; the
+/// tiles at `c + t·MR·ldc` (row stride `ldc`) are valid for reads and writes and
+/// exclusively ours; the CPU has AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn kernel_6x16(
+pub(super) unsafe fn kernel_6x16<const PACKED: bool>(
     kc: usize,
-    a: &[f32],
+    a: *const f32,
+    (rs, step, count): (usize, usize, usize),
     b: &[f32],
     c: *mut f32,
     ldc: usize,
     add: bool,
 ) {
-    debug_assert!(a.len() >= kc * MR && b.len() >= kc * NR);
-    // Ask for C's lines now: they arrive while the k loop runs (C lives in L3 or DRAM
-    // between k blocks; each row of the tile spans at most two lines).
-    for i in 0..MR {
-        // SAFETY: prefetching reads nothing; the addresses are inside the tile.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc).cast());
-            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc + NR - 1).cast());
+    debug_assert!(b.len() >= kc * NR);
+    let (rs, cs) = if PACKED { (1, MR) } else { (rs, 1) };
+    for t in 0..count {
+        let (a, c) = (a.wrapping_add(t * step), c.wrapping_add(t * MR * ldc));
+        // Ask for C's lines now: they arrive while the k loop runs (C lives in L3 or
+        // DRAM between k blocks; each row of the tile spans at most two lines).
+        for i in 0..MR {
+            _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc).cast());
+            _mm_prefetch::<_MM_HINT_T0>(c.wrapping_add(i * ldc + NR - 1).cast());
         }
+        // SAFETY: panel t and tile t are valid (the caller's contract).
+        unsafe { tile(kc, a, (rs, cs), b, c, ldc, add) };
     }
+}
+
+/// One tile of [`kernel_6x16`].
+///
+/// # Safety
+/// As [`kernel_6x16`], for one panel and one tile.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile(
+    kc: usize,
+    a: *const f32,
+    (rs, cs): (usize, usize),
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    add: bool,
+) {
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-    let (mut pa, mut pb) = (a.as_ptr(), b.as_ptr());
+    let (mut pa, mut pb) = (a, b.as_ptr());
     for _ in 0..kc {
-        // SAFETY: step p reads a[p·MR .. p·MR + MR] and b[p·NR .. p·NR + NR], inside the
-        // slices because p < kc and the caller guarantees the lengths above.
+        // SAFETY: step p reads A's (i, p), i < MR, and b[p·NR .. p·NR + NR], inside the
+        // operands because p < kc and the caller guarantees their extents.
         unsafe {
             let b0 = _mm256_loadu_ps(pb);
             let b1 = _mm256_loadu_ps(pb.add(8));
             for (i, ci) in acc.iter_mut().enumerate() {
-                let ai = _mm256_broadcast_ss(&*pa.add(i));
+                let ai = _mm256_broadcast_ss(&*pa.add(i * rs));
                 ci[0] = _mm256_fmadd_ps(ai, b0, ci[0]);
                 ci[1] = _mm256_fmadd_ps(ai, b1, ci[1]);
             }
-            pa = pa.add(MR);
+            pa = pa.add(cs);
             pb = pb.add(NR);
         }
     }

@@ -2,14 +2,23 @@
 
 use super::{MR, NR, Tile};
 
-/// `C [+]= a · b` over `kc` packed steps (layouts in the parent module's doc).
+/// `C [+]= a · b` over `kc` steps, A's element `(i, p)` at `a[i·rs + p·cs]`.
 ///
 /// # Safety
 /// As [`super::kernel`]: the `MR × NR` tile at `c` (row stride `ldc`) is valid and ours.
-pub(super) unsafe fn kernel(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, add: bool) {
+pub(super) unsafe fn kernel(
+    kc: usize,
+    a: &[f32],
+    (rs, cs): (usize, usize),
+    b: &[f32],
+    c: *mut f32,
+    ldc: usize,
+    add: bool,
+) {
     let mut ab: Tile = [0.0; MR * NR];
-    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
-        for (row, &ai) in ab.chunks_exact_mut(NR).zip(ap) {
+    for (p, bp) in b.chunks_exact(NR).take(kc).enumerate() {
+        for (i, row) in ab.chunks_exact_mut(NR).enumerate() {
+            let ai = a[i * rs + p * cs];
             for (c, &bj) in row.iter_mut().zip(bp) {
                 *c += ai * bj;
             }
