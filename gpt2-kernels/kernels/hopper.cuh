@@ -1,18 +1,8 @@
-// Hopper (sm_90a) building blocks of matmul_v4_wgmma.sm90a.cu, each one PTX instruction
-// of ISA 8.0: the bulk tensor copy engine (TMA: cp.async.bulk.tensor), transaction
-// barriers (mbarrier with expect_tx), warpgroup matrix multiply-accumulate
-// (wgmma.mma_async) and register reallocation between warpgroups (setmaxnreg).
-//
-// Shared-memory layout contract between TMA and wgmma (PTX ISA, "Shared Memory Matrix
-// Layout", 128-byte swizzle): a TMA box whose inner dimension is 64 bf16 (128 bytes),
-// copied with CU_TENSOR_MAP_SWIZZLE_128B into a 1024-byte aligned buffer, lands as rows
-// of 128 bytes whose 16-byte chunks are XOR-ed with (row % 8). wgmma reads such a buffer
-// through a matrix descriptor:
-//   K-major operand (rows = m or n, 64 values of k per row): 8-row groups are SBO = 1024
-//     bytes apart, LBO is unused; the k-step of 16 values is +32 bytes of start address.
-//   MN-major operand (rows = k, 64 values of m or n per row, one box per 64 of m or n):
-//     8-row groups of k are SBO = 1024 bytes apart, and the boxes of 64 m or n values
-//     LBO bytes apart (8192: 64 rows of 128 bytes); the k-step is +16 rows = 2048 bytes.
+// The Hopper (sm_90a) instructions of matmul_v4_wgmma.sm90a.cu, one PTX instruction
+// (of ISA 8.0) per function: the bulk tensor copy engine (TMA: cp.async.bulk.tensor),
+// transaction barriers (mbarrier with expect_tx), warpgroup matrix multiply-accumulate
+// (wgmma.mma_async) and register reallocation between warpgroups (setmaxnreg). How the
+// copies lay out shared memory and how wgmma reads it is in matmul_v4_wgmma.sm90a.cu.
 #pragma once
 #include "common.cuh"
 
@@ -72,11 +62,6 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const TensorMap* map, u32
 }
 
 // ---- wgmma ---------------------------------------------------------------------------
-// The descriptor of a 128-byte-swizzled operand at `p` (see the top of this file).
-__device__ __forceinline__ u64 wgmma_desc(const void* p, u32 lbo, u32 sbo) {
-    auto enc = [](u32 x) { return (u64)((x & 0x3FFFF) >> 4); };
-    return enc(smem_addr(p)) | enc(lbo) << 16 | enc(sbo) << 32 | 1ull << 62;
-}
 // Orders this thread's register writes (accumulators) before the next wgmma.
 __device__ __forceinline__ void wgmma_fence() {
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");

@@ -23,7 +23,7 @@
 //   background. A ring of STAGES tiles along k keeps the copies of the next two slices of
 //   k in flight while the tensor cores work on the current one (multi-buffering).
 #include "matmul.cuh"
-#include "mma.cuh"
+#include "mma_tiles.cuh"
 
 #define BM 128
 #define BN 128

@@ -12,6 +12,7 @@
 //   instruction, in the 128-byte-swizzled layout wgmma reads (hopper.cuh), zero-filling
 //   what lies past the matrix edges; completion is counted in bytes on a transaction
 //   barrier (mbarrier). No thread spends registers or instructions on addresses.
+//   (The instructions are in hopper.cuh; the layout they agree on is below.)
 // - Warp specialisation: warpgroup 0 only issues copies (one thread), warpgroups 1 and 2
 //   only compute, each on 64 rows of the block's BM x BN tile. They meet at two barriers
 //   per slot of a STAGES-deep ring: `full` (the copy engine delivered the slot's bytes)
@@ -21,6 +22,21 @@
 // fill the GPU (the host chooses).
 #include "hopper.cuh"
 #include "matmul.cuh"
+
+// Shared-memory layout contract between TMA and wgmma (PTX ISA, "Shared Memory Matrix
+// Layout", 128-byte swizzle): a TMA box whose inner dimension is 64 bf16 (128 bytes),
+// copied with CU_TENSOR_MAP_SWIZZLE_128B into a 1024-byte aligned buffer, lands as rows
+// of 128 bytes whose 16-byte chunks are XOR-ed with (row % 8). wgmma reads such a buffer
+// through a matrix descriptor (wgmma_desc below):
+//   K-major operand (rows = m or n, 64 values of k per row): 8-row groups are SBO = 1024
+//     bytes apart, LBO is unused; the k-step of 16 values is +32 bytes of start address.
+//   MN-major operand (rows = k, 64 values of m or n per row, one box per 64 of m or n):
+//     8-row groups of k are SBO = 1024 bytes apart, and the boxes of 64 m or n values
+//     LBO bytes apart (8192: 64 rows of 128 bytes); the k-step is +16 rows = 2048 bytes.
+__device__ __forceinline__ u64 wgmma_desc(const void* p, u32 lbo, u32 sbo) {
+    auto enc = [](u32 x) { return (u64)((x & 0x3FFFF) >> 4); };
+    return enc(smem_addr(p)) | enc(lbo) << 16 | enc(sbo) << 32 | 1ull << 62;  // 128B swizzle
+}
 
 #define BM 128
 #define BK 64                      // one 128-byte swizzle row of bf16
