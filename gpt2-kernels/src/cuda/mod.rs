@@ -64,6 +64,8 @@ pub mod gelu;
 #[cfg(feature = "cuda")]
 pub mod layernorm;
 #[cfg(feature = "cuda")]
+pub mod matmul;
+#[cfg(feature = "cuda")]
 pub mod residual;
 #[cfg(feature = "cuda")]
 pub mod softmax;

@@ -15,12 +15,17 @@ pub(crate) struct Module {
     pub ptx: &'static str,
 }
 
-/// `Module { name, ptx: include_str!("ptx/<name>.ptx") }`.
+/// `Module { name, ptx: include_str!("src/cuda/ptx/<name>.ptx") }` (from any file).
 macro_rules! ptx_module {
     ($name:literal) => {
         $crate::cuda::module::Module {
             name: $name,
-            ptx: include_str!(concat!("ptx/", $name, ".ptx")),
+            ptx: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/cuda/ptx/",
+                $name,
+                ".ptx"
+            )),
         }
     };
 }

@@ -118,7 +118,9 @@ impl Gpu {
             .compute_capability()
             .map_err(|e| CudaError::driver("cuDeviceGetAttribute", e))?;
         let sm_count = ctx
-            .attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
             .map_err(|e| CudaError::driver("cuDeviceGetAttribute", e))?;
         Ok(Gpu {
             ordinal,
@@ -257,7 +259,8 @@ impl Gpu {
             f.func
                 .set_attribute(attr, cfg.shared_mem_bytes as i32)
                 .map_err(|e| CudaError::driver("cuFuncSetAttribute", e))?;
-            f.smem_limit.fetch_max(cfg.shared_mem_bytes, Ordering::Relaxed);
+            f.smem_limit
+                .fetch_max(cfg.shared_mem_bytes, Ordering::Relaxed);
         }
         let stream = self.pool.stream();
         let mut launch = stream.launch_builder(&f.func);
