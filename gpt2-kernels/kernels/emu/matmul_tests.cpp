@@ -227,4 +227,3 @@ void run_matmul_tests(const std::string& filter) {
     }
 }
 
-void run_attention_tests(const std::string&) {}

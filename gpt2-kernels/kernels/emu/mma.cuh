@@ -11,12 +11,16 @@ struct EmuCopy {
     void* dst;
     const void* src;
     bool valid;
+    u32 bytes;
 };
 inline thread_local std::vector<EmuCopy> emu_open_group;
 inline thread_local std::vector<std::vector<EmuCopy>> emu_groups;
 
 inline void cp_async16(void* dst, const void* src, bool valid) {
-    emu_open_group.push_back({dst, src, valid});
+    emu_open_group.push_back({dst, src, valid, 16});
+}
+inline void cp_async4(void* dst, const void* src, bool valid) {
+    emu_open_group.push_back({dst, src, valid, 4});
 }
 inline void cp_async_commit() {
     emu_groups.push_back(emu_open_group);
@@ -26,8 +30,8 @@ template <int N>
 inline void cp_async_wait() {
     while (emu_groups.size() > size_t(N)) {
         for (const EmuCopy& c : emu_groups.front()) {
-            if (c.valid) std::memcpy(c.dst, c.src, 16);
-            else std::memset(c.dst, 0, 16);
+            if (c.valid) std::memcpy(c.dst, c.src, c.bytes);
+            else std::memset(c.dst, 0, c.bytes);
         }
         emu_groups.erase(emu_groups.begin());
     }
