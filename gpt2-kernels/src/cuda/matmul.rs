@@ -37,7 +37,6 @@ pub use crate::cpu::matmul::WeightLayout;
 pub use select::{Pass, Version};
 
 use gemm::{ACCUMULATE, GELU, Gemm, Shape};
-use select::null;
 
 use super::module::{Arg, Kernels, Module, kernels, ptx_module};
 use super::runtime::{BLOCK, dim};
@@ -69,7 +68,7 @@ impl<'a, T: GpuFloat> Weight<'a, T> {
 
 /// An optional buffer as a kernel argument (a null pointer when absent).
 fn opt_arg<T: GpuFloat>(gpu: &Gpu, buf: Option<&GpuBuf<T>>) -> Arg {
-    buf.map_or(null(gpu), GpuBuf::arg)
+    buf.map_or(Arg::null(gpu.ordinal()), GpuBuf::arg)
 }
 
 /// Runs product `g` on `version`, resolved for its shape.
@@ -168,8 +167,8 @@ pub fn backward<T: GpuFloat>(
         a: a.arg(),
         b: b.arg(),
         c: c.arg(),
-        pre: null(gpu),
-        bias: null(gpu),
+        pre: Arg::null(gpu.ordinal()),
+        bias: Arg::null(gpu.ordinal()),
         flags: ACCUMULATE,
     };
     if let Some(dinp) = dinp {

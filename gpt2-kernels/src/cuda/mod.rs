@@ -52,6 +52,8 @@ mod runtime;
 #[cfg(feature = "cuda")]
 pub mod adamw;
 #[cfg(feature = "cuda")]
+pub mod attention;
+#[cfg(feature = "cuda")]
 pub mod cast;
 #[cfg(feature = "cuda")]
 pub mod crossentropy;

@@ -72,6 +72,22 @@ pub(crate) enum Arg {
 }
 
 impl Arg {
+    /// A null device pointer on device `ordinal`: an absent optional operand.
+    pub fn null(ordinal: usize) -> Arg {
+        Arg::Ptr { ptr: 0, ordinal }
+    }
+
+    /// The pointer `bytes` past this one (the caller keeps it inside its buffer).
+    pub fn offset(self, bytes: usize) -> Arg {
+        match self {
+            Arg::Ptr { ptr, ordinal } => Arg::Ptr {
+                ptr: ptr + bytes as u64,
+                ordinal,
+            },
+            other => other,
+        }
+    }
+
     /// The size of the PTX parameter, in bytes.
     pub fn size(&self) -> usize {
         match self {

@@ -83,7 +83,7 @@ impl Shape {
     /// Whether every row of A and B is a whole number of 16-byte (8 bf16) chunks, which
     /// the tensor-core kernels' copies (cp.async, TMA) need.
     pub fn rows_of_16_bytes(&self) -> bool {
-        self.lda() % 8 == 0 && self.ldb() % 8 == 0
+        self.lda().is_multiple_of(8) && self.ldb().is_multiple_of(8)
     }
 }
 

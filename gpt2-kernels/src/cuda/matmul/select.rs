@@ -8,6 +8,7 @@ use half::bf16;
 
 use super::WeightLayout;
 use super::gemm::{Gemm, Layout, Shape};
+use crate::cuda::module::Arg;
 use crate::cuda::{Gpu, GpuFloat};
 use crate::{KernelError, Result};
 
@@ -185,8 +186,8 @@ fn self_test(gpu: &Gpu) -> std::result::Result<(), String> {
                         a: a.arg(),
                         b: b.arg(),
                         c: out.arg(),
-                        pre: null(gpu),
-                        bias: null(gpu),
+                        pre: Arg::null(gpu.ordinal()),
+                        bias: Arg::null(gpu.ordinal()),
                         flags: 0,
                     };
                     g.launch::<bf16>(gpu, "cuda::matmul self-test", v, tile_n)?;
@@ -221,12 +222,4 @@ fn rel_err(got: &[bf16], want: &[bf16]) -> f64 {
         scale = scale.max(w.abs());
     }
     diff / scale.max(f64::MIN_POSITIVE)
-}
-
-/// A null device pointer (an absent optional operand).
-pub(super) fn null(gpu: &Gpu) -> crate::cuda::module::Arg {
-    crate::cuda::module::Arg::Ptr {
-        ptr: 0,
-        ordinal: gpu.ordinal(),
-    }
 }
