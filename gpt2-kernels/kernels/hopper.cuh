@@ -98,6 +98,12 @@ __device__ __forceinline__ void wgmma_m64n128k16(float (&d)[64], u64 desc_a, u64
         : "l"(desc_a), "l"(desc_b), "r"(accumulate), "n"(TRANS_A), "n"(TRANS_B));
 }
 
+// Barrier `id` (1 to 15; 0 is __syncthreads) among `count` threads, whole warps: for a
+// subset of the block, e.g. the consumer warpgroups once the producer has exited.
+__device__ __forceinline__ void named_barrier(u32 id, u32 count) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
 // ---- register reallocation between warpgroups -----------------------------------------
 // Needs a register cap at entry (__launch_bounds__(threads, 1)); every warp of the
 // warpgroup executes it.

@@ -52,6 +52,23 @@ struct Epilogue {
     }
 };
 
+// The epilogue of a ROWS x COLS tile of accumulators staged in shared memory (`tile`, row
+// stride COLS + TILE_PAD), for output rows m0.. and columns n0.. of an m x n product, by
+// `threads` threads of which this is number `x`. Staging keeps the epilogue code in one
+// place instead of unrolled per register of the tensor-core fragments, and makes the
+// global accesses coalesced: consecutive threads write consecutive column pairs.
+#define TILE_PAD 8  // floats: an accumulator pair's 8-byte stores fill the banks once
+template <u32 ROWS, u32 COLS, typename T>
+__device__ __forceinline__ void finish_tile(const Epilogue<T>& ep, const float* tile, u32 m0,
+                                            u32 n0, u32 m, u32 n, u32 x, u32 threads) {
+    for (u32 at = x; at < ROWS * COLS / 2; at += threads) {
+        const u32 r = at / (COLS / 2), col = at % (COLS / 2) * 2;
+        const u32 i = m0 + r, j = n0 + col;
+        const float* v = tile + r * (COLS + TILE_PAD) + col;
+        if (i < m && j < n) ep.apply_pair(i, j, n, v[0], v[1]);
+    }
+}
+
 // Tile (tile_m, tile_n) of linear block index `bid`, walking the tiles in groups of
 // GROUP_M tile rows, column by column inside a group: the blocks that run at the same
 // time share a few rows of A and columns of B, which then stay in L2.

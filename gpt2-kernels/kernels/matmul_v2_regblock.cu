@@ -22,6 +22,8 @@
 #define BK 8
 #define PAD 4                     // keeps the transposed stores of A conflict-free
 #define LOADS (BM * BK / BLOCK)   // elements of A (and of B) each thread loads per slice
+// The A and B tiles, then reused for the f32 output tile of the epilogue.
+#define SMEM_BYTES (BM * (BN + TILE_PAD) * 4)
 
 // Row and k offset (within the tile) of the e-th element a block loads of a BM x BK
 // tile, walking k fastest when k is contiguous in memory, rows fastest otherwise.
@@ -33,8 +35,9 @@ __device__ __forceinline__ void slot(u32 e, bool k_fastest, u32 rows, u32& row, 
 template <typename T>
 __device__ void regblock(Epilogue<T> ep, const T* a, const T* b, u32 m, u32 n, u32 k, u32 a_rs,
                          u32 a_cs, u32 b_rs, u32 b_cs) {
-    __shared__ __align__(16) float as[BK][BM + PAD];  // as[p][i] = A(i0 + i, p0 + p)
-    __shared__ __align__(16) float bs[BK][BN + PAD];  // bs[p][j] = B(p0 + p, j0 + j)
+    // as[p][i] = A(i0 + i, p0 + p), bs[p][j] = B(p0 + p, j0 + j)
+    auto as = reinterpret_cast<float(*)[BM + PAD]>(dynamic_smem());
+    auto bs = reinterpret_cast<float(*)[BN + PAD]>(dynamic_smem() + BK * (BM + PAD) * 4);
     u32 tile_m, tile_n;
     grouped_tile(blockIdx.x, (m + BM - 1) / BM, (n + BN - 1) / BN, tile_m, tile_n);
     const u32 i0 = tile_m * BM, j0 = tile_n * BN;
@@ -88,19 +91,22 @@ __device__ void regblock(Epilogue<T> ep, const T* a, const T* b, u32 m, u32 n, u
         __syncthreads();  // before the next stash overwrites the tiles
     }
 
+    // Stage the 8 x 8 outputs (as 16-byte rows of 4) in shared memory, then the epilogue.
+    float* out = reinterpret_cast<float*>(dynamic_smem());
 #pragma unroll
-    for (u32 r = 0; r < 8; r++) {
-        const u32 i = i0 + (r / 4) * 64 + ty * 4 + r % 4;
-        if (i >= m) continue;
+    for (u32 r = 0; r < 8; r++)
 #pragma unroll
-        for (u32 c = 0; c < 8; c++) {
-            const u32 j = j0 + (c / 4) * 64 + tx * 4 + c % 4;
-            if (j < n) ep.apply(i, j, acc[r][c]);
+        for (u32 c = 0; c < 8; c += 4) {
+            const u32 i = (r / 4) * 64 + ty * 4 + r % 4, j = (c / 4) * 64 + tx * 4;
+            *reinterpret_cast<float4*>(out + i * (BN + TILE_PAD) + j) =
+                make_float4(acc[r][c], acc[r][c + 1], acc[r][c + 2], acc[r][c + 3]);
         }
-    }
+    __syncthreads();
+    finish_tile<BM, BN>(ep, out, i0, j0, m, n, threadIdx.x, BLOCK);
 }
 
-// Grid: one block per 128 x 128 tile of C (ceil(m / BM) * ceil(n / BN)), BLOCK threads.
+// Grid: one block per 128 x 128 tile of C (ceil(m / BM) * ceil(n / BN)), BLOCK threads,
+// SMEM_BYTES (68 KiB) of dynamic shared memory.
 #define INSTANTIATE(T, S)                                                                  \
     extern "C" __global__ void __launch_bounds__(BLOCK)                                    \
         matmul_v2_##S(T* c, T* pre, const T* a, const T* b, const T* bias, u32 m, u32 n,   \

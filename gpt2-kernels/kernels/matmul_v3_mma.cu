@@ -20,15 +20,15 @@
 //   body serves every layout above. Shared tiles are XOR-swizzled (mma.cuh) so that those
 //   reads are free of bank conflicts.
 // - Global -> shared copies are cp.async: they bypass the registers and run in the
-//   background. A ring of STAGES tiles along k keeps the copies of the next two slices of
-//   k in flight while the tensor cores work on the current one (multi-buffering).
+//   background. A ring of STAGES tiles along k keeps the copies of the next three slices
+//   of k in flight while the tensor cores work on the current one (multi-buffering).
 #include "matmul.cuh"
 #include "mma_tiles.cuh"
 
 #define BM 128
 #define BN 128
 #define BK 32
-#define STAGES 3
+#define STAGES 4
 #define THREADS 256
 #define WARPS_N 4            // 8 warps: 2 along m x 4 along n
 #define WM 64                // rows of C per warp
@@ -36,7 +36,9 @@
 #define MI (WM / 16)         // m16 fragments per warp
 #define NI (WN / 8)          // n8 fragments per warp
 #define TILE (BM * BK)       // bf16 elements of one operand tile (BM == BN)
-#define SMEM_BYTES (STAGES * 2 * TILE * 2)
+// The ring of operand tiles, then reused for the f32 output tile of the epilogue.
+#define SMEM_BYTES (BM * (BN + TILE_PAD) * 4)
+static_assert(STAGES * 2 * TILE * 2 <= SMEM_BYTES, "the ring fits in the output tile's room");
 
 // One operand tile: 128 rows of m (or n) by BK of k. Stored as in global memory: k-major
 // ([mn][k], BK / 8 chunks per row) or mn-major ([k][mn], 128 / 8 chunks per row).
@@ -124,7 +126,11 @@ __device__ void mma_matmul(Epilogue<bf16> ep, const bf16* a, const bf16* b, u32 
         }
     }
 
-    // Each accumulator fragment holds rows g and g + 8, columns 2t and 2t + 1.
+    // Stage the accumulators (fragment rows g and g + 8, columns 2t and 2t + 1) in shared
+    // memory, over the ring, once everyone is done with it; then the epilogue.
+    cp_async_wait<0>();
+    __syncthreads();
+    float* out = reinterpret_cast<float*>(dynamic_smem());
     const u32 g = lane / 4, t = lane % 4;
 #pragma unroll
     for (u32 mi = 0; mi < MI; mi++)
@@ -132,14 +138,15 @@ __device__ void mma_matmul(Epilogue<bf16> ep, const bf16* a, const bf16* b, u32 
         for (u32 ni = 0; ni < NI; ni++)
 #pragma unroll
             for (u32 h = 0; h < 2; h++) {
-                const u32 i = m0 + wm + mi * 16 + h * 8 + g;
-                const u32 j = n0 + wn + ni * 8 + 2 * t;
-                if (i < m && j < n)
-                    ep.apply_pair(i, j, n, acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+                const u32 r = wm + mi * 16 + h * 8 + g, col = wn + ni * 8 + 2 * t;
+                *reinterpret_cast<float2*>(out + r * (BN + TILE_PAD) + col) =
+                    make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
             }
+    __syncthreads();
+    finish_tile<BM, BN>(ep, out, m0, n0, m, n, threadIdx.x, THREADS);
 }
 
-// Grid: one block per 128 x 128 tile of C; THREADS threads; SMEM_BYTES (48 KiB) of
+// Grid: one block per 128 x 128 tile of C; THREADS threads; SMEM_BYTES (68 KiB) of
 // dynamic shared memory.
 #define INSTANTIATE(NAME, A_K_MAJOR, B_K_MAJOR)                                              \
     extern "C" __global__ void __launch_bounds__(THREADS)                                    \

@@ -51,6 +51,10 @@ __device__ __forceinline__ u64 wgmma_desc(const void* p, u32 lbo, u32 sbo) {
 // (n, k) ("t", K-major): one box of BN rows (n). B stored (k, n) ("n", N-major): BN / 64
 // boxes of 64 rows (k) of 64 n. Either way consumer c's 64 rows of A start at c * 8 KiB
 // and B's columns 128 j.. at 2 j * 8 KiB.
+// The f32 output tile of the epilogue fits in the ring it reuses.
+static_assert(BM * (128 + TILE_PAD) * 4 <= SMEM_BYTES(128) - 1024, "staging, BN = 128");
+static_assert(BM * (256 + TILE_PAD) * 4 <= SMEM_BYTES(256) - 1024, "staging, BN = 256");
+
 template <bool A_T, bool B_T, u32 BN>
 __device__ void wgmma_matmul(const TensorMap* tma_a, const TensorMap* tma_b, Epilogue<bf16> ep,
                              u32 m, u32 n, u32 k) {
@@ -131,7 +135,12 @@ __device__ void wgmma_matmul(const TensorMap* tma_a, const TensorMap* tma_b, Epi
         if (threadIdx.x % 32 == 0) mbar_arrive(&empty[s]);
     }
 
-    // d[j][4 i + 2 h + e] is row 16 w + l / 4 + 8 h, column 128 j + 8 i + 2 (l % 4) + e.
+    // Stage the accumulators in shared memory, over the ring once both consumers are done
+    // with it (the producer has exited: a barrier of the 256 consumer threads), then the
+    // epilogue. d[j][4 i + 2 h + e] is row 16 w + l / 4 + 8 h, column 128 j + 8 i + 2 (l % 4)
+    // + e of the consumer's 64 rows.
+    named_barrier(1, 256);
+    float* out = reinterpret_cast<float*>(tiles);
     const u32 w = threadIdx.x / 32 % 4, l = threadIdx.x % 32;
 #pragma unroll
     for (u32 j = 0; j < BN / 128; j++)
@@ -139,11 +148,13 @@ __device__ void wgmma_matmul(const TensorMap* tma_a, const TensorMap* tma_b, Epi
         for (u32 i = 0; i < 16; i++)
 #pragma unroll
             for (u32 h = 0; h < 2; h++) {
-                const u32 row = m0 + c * 64 + w * 16 + l / 4 + h * 8;
-                const u32 col = n0 + j * 128 + i * 8 + (l % 4) * 2;
-                if (row < m && col < n)
-                    ep.apply_pair(row, col, n, d[j][4 * i + 2 * h], d[j][4 * i + 2 * h + 1]);
+                const u32 row = c * 64 + w * 16 + l / 4 + h * 8;
+                const u32 col = j * 128 + i * 8 + (l % 4) * 2;
+                *reinterpret_cast<float2*>(out + row * (BN + TILE_PAD) + col) =
+                    make_float2(d[j][4 * i + 2 * h], d[j][4 * i + 2 * h + 1]);
             }
+    named_barrier(1, 256);
+    finish_tile<BM, BN>(ep, out, m0, n0, m, n, threadIdx.x - 128, 256);
 }
 
 // Grid: one block per BM x BN tile of C; THREADS threads; SMEM_BYTES(BN) of dynamic

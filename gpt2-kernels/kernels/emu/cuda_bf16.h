@@ -32,6 +32,7 @@ struct float4 {
     float x, y, z, w;
 };
 inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
 struct __nv_bfloat16 {
     uint16_t bits;
@@ -83,6 +84,8 @@ void emu_mbar_arrive(unsigned long long* bar, unsigned expect_tx_bytes);
 void emu_mbar_complete_tx(unsigned long long* bar, unsigned bytes);
 bool emu_mbar_phase_done(unsigned long long* bar, unsigned parity);
 void emu_yield();
+// bar.sync id, count: a barrier of `count` threads of the block.
+void emu_named_barrier(unsigned id, unsigned count);
 
 template <typename T>
 inline T emu_shfl(T v, unsigned src) {

@@ -47,8 +47,21 @@ struct BlockState {
     std::unique_ptr<std::barrier<>> block;
     std::vector<std::unique_ptr<std::barrier<>>> warps;
     unsigned char slots[32][32][64];  // [warp][lane]: allgather contributions
+    std::mutex named_mutex;
+    std::map<unsigned, std::unique_ptr<std::barrier<>>> named;  // bar.sync id, count
 };
 static BlockState* g_block;
+
+void emu_named_barrier(unsigned id, unsigned count) {
+    std::barrier<>* bar;
+    {
+        std::lock_guard<std::mutex> g(g_block->named_mutex);
+        auto& b = g_block->named[id];
+        if (!b) b = std::make_unique<std::barrier<>>(count);
+        bar = b.get();
+    }
+    bar->arrive_and_wait();
+}
 
 void __syncthreads() { g_block->block->arrive_and_wait(); }
 void __syncwarp(unsigned) { g_block->warps[threadIdx.x / 32]->arrive_and_wait(); }

@@ -89,6 +89,8 @@ inline void wgmma_m64n128k16(float (&d)[64], u64 desc_a, u64 desc_b, u32 accumul
         }
 }
 
+inline void named_barrier(u32 id, u32 count) { emu_named_barrier(id, count); }
+
 template <int N>
 inline void setmaxnreg_dec() {}
 template <int N>

@@ -17,6 +17,10 @@ static V4: Module = ptx_module!("matmul_v4_wgmma.sm90a");
 const V1_KERNELS: Kernels = kernels!("matmul_v1");
 const V2_KERNELS: Kernels = kernels!("matmul_v2");
 
+/// Dynamic shared memory of v2 and v3: their operand tiles, then the 128 x 128 f32 output
+/// tile their epilogue stages (row stride 128 + `TILE_PAD`, `matmul.cuh`).
+const STAGED_TILE_BYTES: u32 = 128 * (128 + 8) * 4;
+
 /// `flags` bits of the kernels (`matmul.cuh`).
 pub(crate) const ACCUMULATE: u32 = 1;
 pub(crate) const GELU: u32 = 2;
@@ -184,7 +188,8 @@ impl Gemm {
                     gpu.launch(&V1, V1_KERNELS.of::<T>(), cfg, &args)
                 } else {
                     let tiles = s.m.div_ceil(128) * s.n.div_ceil(128);
-                    gpu.launch(&V2, V2_KERNELS.of::<T>(), grid(tiles, 256, 0), &args)
+                    let cfg = grid(tiles, 256, STAGED_TILE_BYTES);
+                    gpu.launch(&V2, V2_KERNELS.of::<T>(), cfg, &args)
                 }
             }
             Version::Mma => {
@@ -208,7 +213,7 @@ impl Gemm {
                     Layout::TN => "matmul_v3_tn_bf16",
                 };
                 let tiles = s.m.div_ceil(128) * s.n.div_ceil(128);
-                gpu.launch(&V3, name, grid(tiles, 256, 48 << 10), &args)
+                gpu.launch(&V3, name, grid(tiles, 256, STAGED_TILE_BYTES), &args)
             }
             Version::Wgmma => {
                 let (ta, tb) = tma::operand_maps(self, tile_n)?;
