@@ -21,6 +21,34 @@ __device__ __forceinline__ float load(const bf16* p) { return __bfloat162float(*
 __device__ __forceinline__ void store(float* p, float x) { *p = x; }
 // Round to nearest even, as `half::bf16::from_f32` on the CPU.
 __device__ __forceinline__ void store(bf16* p, float x) { *p = __float2bfloat16_rn(x); }
+// Two adjacent elements in one store (`p` aligned to the pair: 8 bytes for f32, 4 for bf16).
+__device__ __forceinline__ void store2(float* p, float x, float y) {
+    *reinterpret_cast<float2*>(p) = make_float2(x, y);
+}
+__device__ __forceinline__ void store2(bf16* p, float x, float y) {
+    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(x, y);
+}
+
+// ---- GPT-2's GELU (tanh approximation, `gelu_new`), as gpt2-kernels/src/cpu/gelu.rs --
+// tanhf is the accurate libdevice tanh (not tanh.approx): the CPU twin's std tanh is the
+// reference. Used by gelu.cu and by the matmul epilogues.
+#define GELU_BETA 0.7978846f  // sqrt(2 / pi)
+#define GELU_KAPPA 0.044715f
+__device__ __forceinline__ float gelu(float x) {
+    const float inner = GELU_BETA * (x + GELU_KAPPA * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(inner));
+}
+
+// The 32-bit shared-memory address that PTX instructions on shared memory take.
+__device__ __forceinline__ u32 smem_addr(const void* p) {
+    return (u32)__cvta_generic_to_shared(p);
+}
+
+// The block's dynamic shared memory (the launch's shared_mem_bytes), 16-byte aligned.
+__device__ __forceinline__ unsigned char* dynamic_smem() {
+    extern __shared__ __align__(16) unsigned char smem_bytes[];
+    return smem_bytes;
+}
 
 // ---- reductions ---------------------------------------------------------------------
 // Butterfly over the warp: every lane ends with the same value, summed in the same order

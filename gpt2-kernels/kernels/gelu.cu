@@ -1,20 +1,12 @@
 // GELU, tanh approximation (GPT-2's `gelu_new`), as gpt2-kernels/src/cpu/gelu.rs:
 //   forward:  out = 0.5 x (1 + tanh(beta (x + kappa x^3)))
 //   backward: dinp += dout * gelu'(x)
-// tanhf is the accurate libdevice tanh (not tanh.approx): the CPU twin's std tanh is the
-// reference, and this kernel is memory-bound either way.
+// The forward is common.cuh's gelu(), shared with the matmul epilogues.
 #include "common.cuh"
-
-#define GELU_BETA 0.7978846f  // sqrt(2 / pi)
-#define GELU_KAPPA 0.044715f
 
 template <typename T>
 __device__ void forward(T* out, const T* inp, u64 n) {
-    GRID_STRIDE(i, n) {
-        const float x = load(&inp[i]);
-        const float inner = GELU_BETA * (x + GELU_KAPPA * x * x * x);
-        store(&out[i], 0.5f * x * (1.0f + tanhf(inner)));
-    }
+    GRID_STRIDE(i, n) store(&out[i], gelu(load(&inp[i])));
 }
 
 template <typename T>

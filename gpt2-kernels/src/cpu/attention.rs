@@ -36,9 +36,9 @@ use crate::{KernelError, Result};
 /// Queries and keys per block of scores (both directions).
 const BLOCK: usize = 64;
 
-/// Checks the shapes of `forward`/`backward`; returns `(C, HS)`, or `None` if there
-/// is nothing to do (`B·T = 0`).
-fn check(
+/// Checks the shapes of `forward`/`backward` (also the CUDA twin's); returns `(C, HS)`,
+/// or `None` if there is nothing to do (`B·T = 0`).
+pub(crate) fn check(
     op: &'static str,
     (out, lse, qkv): (usize, usize, usize),
     b: usize,
@@ -281,31 +281,10 @@ pub fn forward_cached(
     nh: usize,
 ) -> Result<()> {
     let op = "attention::forward_cached";
-    let tq = rows_of(op, "out", out.len(), c)?;
-    let hs = head_size(op, c, nh)?;
+    let caches = (k_cache.len(), v_cache.len());
+    let (tq, hs) = check_cached(op, (out.len(), q.len()), q_stride, caches, kv_len, c, nh)?;
     if tq == 0 {
         return Ok(());
-    }
-    let fail = |msg: String| Err(KernelError::Shape { op, msg });
-    if q_stride < c || q.len() < (tq - 1) * q_stride + c {
-        return fail(format!(
-            "`q` ({} elements, stride {q_stride}) does not hold {tq} rows of C = {c}",
-            q.len()
-        ));
-    }
-    if tq > kv_len {
-        return fail(format!(
-            "{tq} queries but only kv_len = {kv_len} cached positions"
-        ));
-    }
-    for (name, cache) in [("k_cache", k_cache), ("v_cache", v_cache)] {
-        if cache.len() < kv_len * c {
-            return fail(format!(
-                "`{name}` has {} elements, fewer than kv_len·C = {}",
-                cache.len(),
-                kv_len * c
-            ));
-        }
     }
     let heads: Vec<Vec<f32>> = (0..nh)
         .into_par_iter()
@@ -329,6 +308,44 @@ pub fn forward_cached(
         }
     }
     Ok(())
+}
+
+/// Checks the shapes of `forward_cached` (also the CUDA twin's) from the lengths of
+/// `out`, `q` and the caches; returns `(Tq, HS)`.
+pub(crate) fn check_cached(
+    op: &'static str,
+    (out, q): (usize, usize),
+    q_stride: usize,
+    caches: (usize, usize),
+    kv_len: usize,
+    c: usize,
+    nh: usize,
+) -> Result<(usize, usize)> {
+    let tq = rows_of(op, "out", out, c)?;
+    let hs = head_size(op, c, nh)?;
+    if tq == 0 {
+        return Ok((0, hs));
+    }
+    let fail = |msg: String| Err(KernelError::Shape { op, msg });
+    if q_stride < c || q < (tq - 1) * q_stride + c {
+        return fail(format!(
+            "`q` ({q} elements, stride {q_stride}) does not hold {tq} rows of C = {c}"
+        ));
+    }
+    if tq > kv_len {
+        return fail(format!(
+            "{tq} queries but only kv_len = {kv_len} cached positions"
+        ));
+    }
+    for (name, cache) in [("k_cache", caches.0), ("v_cache", caches.1)] {
+        if cache < kv_len * c {
+            return fail(format!(
+                "`{name}` has {cache} elements, fewer than kv_len·C = {}",
+                kv_len * c
+            ));
+        }
+    }
+    Ok((tq, hs))
 }
 
 /// One head's gradients `[dQ | dK | dV]`, each `(T, HS)`. `dout`/`out` are the head's

@@ -329,14 +329,15 @@ fn product(op: &'static str, a: usize, b: usize) -> Result<usize> {
     })
 }
 
-/// Checks the arguments shared by the forward functions; returns M.
-fn check_forward(
+/// Checks the argument lengths shared by the forward functions (also the CUDA twin's);
+/// returns M.
+pub(crate) fn check_forward(
     op: &'static str,
     out: usize,
     pre: Option<usize>,
     inp: usize,
-    weight: &Weight<'_>,
-    bias: Option<&[f32]>,
+    weight: usize,
+    bias: Option<usize>,
     (k, n): (usize, usize),
 ) -> Result<usize> {
     let m = rows_of(op, inp, k)?;
@@ -344,27 +345,27 @@ fn check_forward(
     if let Some(pre) = pre {
         check_len(op, "pre", pre, m * n)?;
     }
-    check_len(op, "weight", weight.len(), product(op, k, n)?)?;
+    check_len(op, "weight", weight, product(op, k, n)?)?;
     if let Some(bias) = bias {
-        check_len(op, "bias", bias.len(), n)?;
+        check_len(op, "bias", bias, n)?;
     }
     Ok(m)
 }
 
-/// Checks the arguments of the backward (`grads`: the lengths of `dinp`, `dweight`,
-/// `dbias` where given); returns M.
-fn check_backward(
+/// Checks the argument lengths of the backward (`grads`: the lengths of `dinp`,
+/// `dweight`, `dbias` where given; also the CUDA twin's); returns M.
+pub(crate) fn check_backward(
     op: &'static str,
     grads: [Option<usize>; 3],
     dout: usize,
     inp: usize,
-    weight: &Weight<'_>,
+    weight: usize,
     k: usize,
     n: usize,
 ) -> Result<usize> {
     let m = rows_of(op, inp, k)?;
     check_len(op, "dout", dout, product(op, m, n)?)?;
-    check_len(op, "weight", weight.len(), product(op, k, n)?)?;
+    check_len(op, "weight", weight, product(op, k, n)?)?;
     let want = [("dinp", m * k), ("dweight", k * n), ("dbias", n)];
     for (got, (name, want)) in grads.into_iter().zip(want) {
         if let Some(got) = got {
@@ -387,7 +388,8 @@ pub fn forward(
     n: usize,
 ) -> Result<()> {
     const OP: &str = "matmul::forward";
-    let m = check_forward(OP, out.len(), None, inp.len(), &weight, bias, (k, n))?;
+    let (w, b) = (weight.len(), bias.map(<[f32]>::len));
+    let m = check_forward(OP, out.len(), None, inp.len(), w, b, (k, n))?;
     let epilogue = Epilogue {
         bias,
         ..Epilogue::default()
@@ -424,8 +426,8 @@ pub fn forward_gelu(
         out.len(),
         pre.as_ref().map(|p| p.len()),
         inp.len(),
-        &weight,
-        bias,
+        weight.len(),
+        bias.map(<[f32]>::len),
         (k, n),
     )?;
     let epilogue = Epilogue {
@@ -464,7 +466,7 @@ pub fn backward(
 ) -> Result<()> {
     const OP: &str = "matmul::backward";
     let lens = [dinp.as_ref(), dweight.as_ref(), dbias.as_ref()].map(|d| d.map(|d| d.len()));
-    let m = check_backward(OP, lens, dout.len(), inp.len(), &weight, k, n)?;
+    let m = check_backward(OP, lens, dout.len(), inp.len(), weight.len(), k, n)?;
     let dout_mat = MatRef::row_major(dout, n);
     let inp_mat = MatRef::row_major(inp, k);
     if let Some(dinp) = dinp {

@@ -52,6 +52,8 @@ mod runtime;
 #[cfg(feature = "cuda")]
 pub mod adamw;
 #[cfg(feature = "cuda")]
+pub mod attention;
+#[cfg(feature = "cuda")]
 pub mod cast;
 #[cfg(feature = "cuda")]
 pub mod crossentropy;
@@ -63,6 +65,8 @@ pub mod embedding;
 pub mod gelu;
 #[cfg(feature = "cuda")]
 pub mod layernorm;
+#[cfg(feature = "cuda")]
+pub mod matmul;
 #[cfg(feature = "cuda")]
 pub mod residual;
 #[cfg(feature = "cuda")]

@@ -15,12 +15,17 @@ pub(crate) struct Module {
     pub ptx: &'static str,
 }
 
-/// `Module { name, ptx: include_str!("ptx/<name>.ptx") }`.
+/// `Module { name, ptx: include_str!("src/cuda/ptx/<name>.ptx") }` (from any file).
 macro_rules! ptx_module {
     ($name:literal) => {
         $crate::cuda::module::Module {
             name: $name,
-            ptx: include_str!(concat!("ptx/", $name, ".ptx")),
+            ptx: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/src/cuda/ptx/",
+                $name,
+                ".ptx"
+            )),
         }
     };
 }
@@ -62,14 +67,33 @@ pub(crate) enum Arg {
     U64(u64),
     /// `float` (`.f32`).
     F32(f32),
+    /// A TMA tensor map (`const __grid_constant__ CUtensorMap`, `.b8 [128]`), by value.
+    TensorMap([u64; 16]),
 }
 
 impl Arg {
+    /// A null device pointer on device `ordinal`: an absent optional operand.
+    pub fn null(ordinal: usize) -> Arg {
+        Arg::Ptr { ptr: 0, ordinal }
+    }
+
+    /// The pointer `bytes` past this one (the caller keeps it inside its buffer).
+    pub fn offset(self, bytes: usize) -> Arg {
+        match self {
+            Arg::Ptr { ptr, ordinal } => Arg::Ptr {
+                ptr: ptr + bytes as u64,
+                ordinal,
+            },
+            other => other,
+        }
+    }
+
     /// The size of the PTX parameter, in bytes.
     pub fn size(&self) -> usize {
         match self {
             Arg::Ptr { .. } | Arg::U64(_) => 8,
             Arg::U32(_) | Arg::F32(_) => 4,
+            Arg::TensorMap(_) => 128,
         }
     }
 }
@@ -78,21 +102,27 @@ impl Module {
     /// The byte sizes of `entry`'s parameters, in order; `None` if the module has no
     /// such kernel.
     pub fn params(&self, entry: &str) -> Option<Vec<usize>> {
-        // `.visible .entry name(\n\t.param .u64 name_param_0,\n ...\n)`
+        // `.visible .entry name(\n\t.param .u64 name_param_0,\n ...\n)`; a struct passed
+        // by value is `.param .align 64 .b8 name_param_1[128]`.
         let head = format!(".entry {entry}(");
         let start = self.ptx.find(&head)? + head.len();
         let list = &self.ptx[start..start + self.ptx[start..].find(')')?];
         list.split(',')
             .filter(|p| !p.trim().is_empty())
             .map(|p| {
-                let ty = p
-                    .split_whitespace()
-                    .find(|w| w.starts_with('.') && *w != ".param")?;
+                let words: Vec<&str> = p.split_whitespace().collect();
+                let ty = words
+                    .iter()
+                    .find(|w| w.starts_with('.') && !matches!(**w, ".param" | ".align"))?;
                 let bits: usize = ty
                     .trim_start_matches(|c: char| !c.is_ascii_digit())
                     .parse()
                     .ok()?;
-                Some(bits / 8)
+                let count = match words.last()?.split_once('[') {
+                    Some((_, n)) => n.strip_suffix(']')?.parse().ok()?,
+                    None => 1,
+                };
+                Some(bits / 8 * count)
             })
             .collect()
     }
@@ -152,7 +182,8 @@ mod tests {
 
     const PTX: &str = "//\n.version 7.8\n.target sm_80\n.address_size 64\n\n\
         .visible .entry k_f32(\n\t.param .u64 k_f32_param_0,\n\t.param .u32 k_f32_param_1,\n\
-        \t.param .f32 k_f32_param_2\n)\n{\n}\n.visible .entry empty()\n{\n}\n";
+        \t.param .f32 k_f32_param_2\n)\n{\n}\n.visible .entry empty()\n{\n}\n\
+        .visible .entry tma(\n\t.param .align 64 .b8 tma_param_0[128],\n\t.param .u32 tma_param_1\n)\n";
 
     #[test]
     fn params_are_read_from_the_entry_declaration() {
@@ -162,6 +193,7 @@ mod tests {
         };
         assert_eq!(m.params("k_f32"), Some(vec![8, 4, 4]));
         assert_eq!(m.params("empty"), Some(vec![]));
+        assert_eq!(m.params("tma"), Some(vec![128, 4]));
         assert_eq!(m.params("k_bf16"), None);
     }
 
@@ -195,10 +227,11 @@ mod tests {
             Arg::U32(1),
             Arg::U64(2),
             Arg::F32(3.0),
+            Arg::TensorMap([0; 16]),
         ]
         .iter()
         .map(Arg::size)
         .collect();
-        assert_eq!(sizes, [8, 4, 8, 4]);
+        assert_eq!(sizes, [8, 4, 8, 4, 128]);
     }
 }

@@ -6,6 +6,7 @@
 //! synchronises buffers across streams) is switched off.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, LaunchConfig, PushKernelArg};
@@ -21,23 +22,29 @@ pub(crate) const BLOCK: u32 = 256;
 /// Most blocks an elementwise (grid-stride) launch uses: enough to fill any current GPU.
 const MAX_BLOCKS: u64 = 1 << 16;
 
+/// Dynamic shared memory a kernel may use without raising its limit (48 KiB).
+const DEFAULT_SMEM_LIMIT: u32 = 48 << 10;
+
 /// One GPU: its context, its stream, its loaded modules and its caching allocator.
 /// Get the shared handle of a device with [`Gpu::get`].
 pub struct Gpu {
     ordinal: usize,
     name: String,
     cc: (u32, u32),
+    sm_count: u32,
     pool: Arc<Pool>,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     functions: Mutex<HashMap<&'static str, Function>>,
     ctx: Arc<CudaContext>,
 }
 
-/// A loaded kernel and the byte sizes of its parameters (from its PTX).
+/// A loaded kernel, the byte sizes of its parameters (from its PTX), and the dynamic
+/// shared memory it has been allowed so far.
 #[derive(Clone)]
 struct Function {
     func: CudaFunction,
     params: Arc<[usize]>,
+    smem_limit: Arc<AtomicU32>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -110,10 +117,16 @@ impl Gpu {
         let (major, minor) = ctx
             .compute_capability()
             .map_err(|e| CudaError::driver("cuDeviceGetAttribute", e))?;
+        let sm_count = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(|e| CudaError::driver("cuDeviceGetAttribute", e))?;
         Ok(Gpu {
             ordinal,
             name,
             cc: (major.max(0) as u32, minor.max(0) as u32),
+            sm_count: sm_count.max(1) as u32,
             pool: Arc::new(Pool::new(stream, ordinal)),
             modules: Mutex::default(),
             functions: Mutex::default(),
@@ -134,6 +147,11 @@ impl Gpu {
     /// The compute capability `(major, minor)`, e.g. `(9, 0)` for Hopper.
     pub fn compute_capability(&self) -> (u32, u32) {
         self.cc
+    }
+
+    /// The number of streaming multiprocessors (132 on an H100 or H200 SXM).
+    pub fn multiprocessor_count(&self) -> u32 {
+        self.sm_count
     }
 
     /// Waits for all work enqueued on the device, returning the first error of any of it.
@@ -193,6 +211,7 @@ impl Gpu {
         let f = Function {
             func,
             params: params.into(),
+            smem_limit: Arc::new(AtomicU32::new(DEFAULT_SMEM_LIMIT)),
         };
         functions.insert(name, f.clone());
         Ok(f)
@@ -234,6 +253,15 @@ impl Gpu {
             let msg = format!("argument sizes {sizes:?}, the PTX declares {:?}", f.params);
             return Err(CudaError::Launch { kernel: name, msg }.into());
         }
+        if cfg.shared_mem_bytes > f.smem_limit.load(Ordering::Relaxed) {
+            // Past 48 KiB a kernel's dynamic shared memory must be allowed explicitly.
+            let attr = cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+            f.func
+                .set_attribute(attr, cfg.shared_mem_bytes as i32)
+                .map_err(|e| CudaError::driver("cuFuncSetAttribute", e))?;
+            f.smem_limit
+                .fetch_max(cfg.shared_mem_bytes, Ordering::Relaxed);
+        }
         let stream = self.pool.stream();
         let mut launch = stream.launch_builder(&f.func);
         for (i, a) in args.iter().enumerate() {
@@ -249,6 +277,7 @@ impl Gpu {
                 Arg::U32(x) => launch.arg(x),
                 Arg::U64(x) => launch.arg(x),
                 Arg::F32(x) => launch.arg(x),
+                Arg::TensorMap(x) => launch.arg(x),
             };
         }
         // SAFETY: the arguments match the kernel's PTX parameters in number and size

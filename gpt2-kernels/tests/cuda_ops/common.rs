@@ -1,8 +1,10 @@
 //! Shared helpers of the GPU tests: the check type, random data, f32/bf16 round trips
 //! and the error measure.
 
+use std::process::ExitCode;
+
 use gpt2_kernels::Result as KResult;
-use gpt2_kernels::cuda::{Gpu, GpuBuf, GpuFloat};
+use gpt2_kernels::cuda::{CudaError, Gpu, GpuBuf, GpuFloat};
 use half::bf16;
 
 pub use gpt2_kernels::cpu::simd::Isa;
@@ -12,6 +14,73 @@ pub use gpt2_kernels::rng::Rng;
 pub struct Check {
     pub name: &'static str,
     pub run: fn(&Gpu) -> Res<String>,
+}
+
+/// The main program of a GPU test binary named `binary`: runs the `checks` selected by
+/// the command line (substrings; `!pattern` excludes) on cuda:0 and prints one line per
+/// check and a summary; without a GPU, one `SKIP` line per check on stderr (a failure
+/// when `GPT2_REQUIRE_GPU` is set, as on the GPU machine).
+pub fn run(binary: &str, checks: Vec<Check>) -> ExitCode {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let (exclude, include): (Vec<&str>, Vec<&str>) = args
+        .iter()
+        .map(String::as_str)
+        .partition(|a| a.starts_with('!'));
+    let checks: Vec<Check> = checks
+        .into_iter()
+        .filter(|c| include.is_empty() || include.iter().any(|f| c.name.contains(f)))
+        .filter(|c| !exclude.iter().any(|f| c.name.contains(&f[1..])))
+        .collect();
+
+    let gpu = match Gpu::get(0) {
+        Ok(gpu) => gpu,
+        Err(e) => {
+            let reason = match e {
+                CudaError::Unavailable(why) => why,
+                other => other.to_string(),
+            };
+            for c in &checks {
+                eprintln!("SKIP {}: no CUDA device ({reason})", c.name);
+            }
+            println!(
+                "{binary}: 0 passed, 0 failed, {} skipped (no CUDA device)",
+                checks.len()
+            );
+            // On the GPU machine (scripts/gpu-check.sh run), a missing device is a failure.
+            return if std::env::var_os("GPT2_REQUIRE_GPU").is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let (major, minor) = gpu.compute_capability();
+    println!("{binary} on cuda:0 {} (sm_{major}{minor})", gpu.name());
+    let mut failed = 0;
+    for c in &checks {
+        // A panic in a check is a failure of that check, not the end of the run.
+        let outcome = std::panic::catch_unwind(|| (c.run)(&gpu).map_err(|e| e.to_string()))
+            .unwrap_or_else(|p| Err(format!("panicked: {}", panic_message(&p))));
+        match outcome {
+            Ok(detail) => println!("PASS {:<34} {detail}", c.name),
+            Err(why) => {
+                failed += 1;
+                println!("FAIL {:<34} {why}", c.name);
+            }
+        }
+    }
+    println!(
+        "{binary}: {} passed, {failed} failed, 0 skipped",
+        checks.len() - failed
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Kernel errors and check failures alike (`?` takes both).

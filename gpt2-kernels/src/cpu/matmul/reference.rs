@@ -39,8 +39,8 @@ pub fn forward(
         out.len(),
         None,
         inp.len(),
-        &weight,
-        bias,
+        weight.len(),
+        bias.map(<[f32]>::len),
         (k, n),
     )?;
     for i in 0..m {
@@ -71,8 +71,8 @@ pub fn forward_gelu(
         out.len(),
         pre.as_ref().map(|p| p.len()),
         inp.len(),
-        &weight,
-        bias,
+        weight.len(),
+        bias.map(<[f32]>::len),
         (k, n),
     )?;
     forward(out, inp, weight, bias, k, n)?;
@@ -101,7 +101,7 @@ pub fn backward(
         lens,
         dout.len(),
         inp.len(),
-        &weight,
+        weight.len(),
         k,
         n,
     )?;
