@@ -15,6 +15,7 @@ pub mod generate;
 pub mod model;
 pub mod sample;
 pub mod tensor;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use tensor::{DType, Device, Element, Layout, Tensor};

@@ -21,7 +21,7 @@ use crate::rng;
 use crate::{KernelError, Result};
 
 /// Checks `p ∈ [0, 1)` and returns the scale `1/(1 − p)` of kept elements.
-fn keep_scale(op: &'static str, p: f32) -> Result<f32> {
+pub(crate) fn keep_scale(op: &'static str, p: f32) -> Result<f32> {
     if !(0.0..1.0).contains(&p) {
         return Err(KernelError::Shape {
             op,
@@ -33,7 +33,7 @@ fn keep_scale(op: &'static str, p: f32) -> Result<f32> {
 
 /// Whether element `i` survives.
 #[inline]
-fn kept(p: f32, seed: u64, offset: u64, i: usize) -> bool {
+pub(crate) fn kept(p: f32, seed: u64, offset: u64, i: usize) -> bool {
     rng::uniform(seed, offset.wrapping_add(i as u64)) >= p
 }
 
