@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::ParamArena;
 
 /// AdamW's settings besides the learning rate, which the schedule gives per step.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
     /// Decay rate of the first moment (`β1`).
     pub beta1: f64,
