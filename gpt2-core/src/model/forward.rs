@@ -328,7 +328,7 @@ impl ModelView<'_> {
             }
             self.block(bw, l, &mut attn, x, reborrow(&mut s.layer), out, None)?;
         }
-        let x = if self.weights.blocks.len() % 2 == 0 {
+        let x = if self.weights.blocks.len().is_multiple_of(2) {
             &**xa
         } else {
             &**xb

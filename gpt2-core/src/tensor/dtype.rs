@@ -38,7 +38,7 @@ impl std::fmt::Display for DType {
     }
 }
 
-/// A Rust type that can be a tensor element. Implemented for `f32`, [`bf16`] and [`f16`].
+/// A Rust type that can be a tensor element. Implemented for `f32`, [`bf16`] and [`f16`](half::f16).
 pub trait Element: bytemuck::Pod + Send + Sync + 'static {
     /// The matching [`DType`].
     const DTYPE: DType;

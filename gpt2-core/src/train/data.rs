@@ -363,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn token_files_round_trip_and_reject_bad_headers() {
+    fn token_files_round_trip_and_refuse_ids_over_16_bits() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.bin");
         let tokens = vec![0, 1, 50256, 65535];
