@@ -148,3 +148,14 @@ fn adamw_steps_match_pytorch_tiny_small() {
 fn adamw_steps_match_pytorch_tiny_vocab() {
     check_adamw("tiny-vocab");
 }
+
+/// llm.c's `(out, in)` checkpoint of the same weights becomes the same arena: transposed
+/// once, padded vocabulary rows dropped.
+#[test]
+fn arena_from_llmc_equals_arena_from_safetensors() {
+    let dir = fixture("tiny-small");
+    let hf = ParamArena::from_model(&Gpt2::load(&dir).unwrap()).unwrap();
+    let llmc = ParamArena::from_model(&Gpt2::load(&dir.join("model_llmc.bin")).unwrap()).unwrap();
+    assert_eq!(hf.specs(), llmc.specs());
+    assert_eq!(hf.as_slice(), llmc.as_slice());
+}

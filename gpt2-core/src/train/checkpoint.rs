@@ -87,7 +87,12 @@ pub fn write_model_dir(
     dtype: SaveDType,
 ) -> Result<()> {
     let config_path = dir.join("config.json");
-    write_synced(&config_path, params.config().to_hf_json().as_bytes())?;
+    let mut config: serde_json::Value = serde_json::from_str(&params.config().to_hf_json())
+        .map_err(|e| Error::format(&config_path, format!("cannot serialize: {e}")))?;
+    if dtype == SaveDType::Bf16 {
+        config["torch_dtype"] = "bfloat16".into(); // what transformers loads the weights as
+    }
+    write_json(&config_path, &config)?;
     let path = dir.join(crate::model::SAFETENSORS_FILE);
     let data: Vec<Vec<u8>> = (0..params.specs().len())
         .map(|i| match dtype {
