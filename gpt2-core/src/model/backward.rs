@@ -15,7 +15,8 @@
 //! added its part, and leaves as d`x` after the attention branch. Dropout masks are
 //! regenerated from the same [`Dropout`] the forward used.
 
-use gpt2_kernels::cpu::matmul::Weight;
+use gpt2_kernels::cpu::matmul::{Weight, WeightLayout};
+use gpt2_kernels::cpu::simd::Isa;
 use gpt2_kernels::cpu::{attention, crossentropy, dropout, embedding, gelu, layernorm, matmul};
 
 use super::ModelView;
@@ -103,9 +104,7 @@ fn specs_of(view: &ModelView<'_>) -> Vec<ParamSpec> {
         .weights
         .blocks
         .first()
-        .map_or(gpt2_kernels::cpu::matmul::WeightLayout::InOut, |b| {
-            b.c_attn_w.layout
-        });
+        .map_or(WeightLayout::InOut, |b| b.c_attn_w.layout);
     param_specs(cfg, layout, view.weights.wte.len() / cfg.n_embd)
 }
 
@@ -300,7 +299,7 @@ struct Layer<'r, 'a> {
 /// `dinp = dout · Wᵀ` (overwriting `dinp`), `dW += inpᵀ · dout`, `db += Σ dout` for a
 /// linear layer of `k` inputs and `n` outputs.
 fn linear_backward(
-    isa: gpt2_kernels::cpu::simd::Isa,
+    isa: Isa,
     dinp: &mut [f32],
     (dw, db): (&mut [f32], &mut [f32]),
     dout: &[f32],
@@ -316,7 +315,7 @@ fn linear_backward(
 /// The gradient of a dropout site's input given its output's `dout`: `dout` itself
 /// without dropout, else the masked gradient in `scratch`.
 fn branch_grad<'s>(
-    isa: gpt2_kernels::cpu::simd::Isa,
+    isa: Isa,
     dout: &'s [f32],
     site: Option<Site>,
     scratch: &'s mut [f32],

@@ -1,4 +1,10 @@
-//! GPT-2: configuration, parameters, loading, and the forward pass.
+//! GPT-2: configuration, parameters, loading, the forward pass (inference and
+//! training), and the backward pass.
+//!
+//! Training keeps the parameters in one [`ParamArena`] (gradients and optimizer moments
+//! are arenas of the same layout) and the activations of a (B, T) batch in one
+//! [`Activations`] arena; [`ModelView::forward_train`] and [`ModelView::backward`] run
+//! the same blocks as inference, with [`Dropout`].
 //!
 //! Shape legend (as llm.c): B batch, T time (sequence length), C channels (`n_embd`),
 //! NH heads, HS = C/NH head size, F = `n_inner` (4·C), V vocabulary, L layers,
