@@ -113,7 +113,7 @@ fn sparse_checkpoint(path: &Path, cfg: &Config) {
         offset += len;
     }
     let mut h = serde_json::to_vec(&header).unwrap();
-    while (8 + h.len()) % 8 != 0 {
+    while !(8 + h.len()).is_multiple_of(8) {
         h.push(b' ');
     }
     let mut f = std::fs::File::create(path).unwrap();

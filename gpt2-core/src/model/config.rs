@@ -86,7 +86,7 @@ impl Config {
         if let Some((name, _)) = nonzero.iter().find(|(_, v)| *v == 0) {
             return Err(Error::Config(format!("{name} must be positive")));
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return Err(Error::Config(format!(
                 "n_embd {} is not divisible by n_head {}",
                 self.n_embd, self.n_head
@@ -245,8 +245,10 @@ mod tests {
 
     #[test]
     fn validate_rejects_indivisible_heads() {
-        let mut c = Config::default();
-        c.n_head = 7;
+        let c = Config {
+            n_head: 7,
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
     }
 

@@ -1,16 +1,20 @@
-//! The forward pass for inference: full sequences (logits for every position) and
-//! incremental decoding with a KV cache, both through the same blocks.
+//! The forward pass: full sequences (logits for every position), incremental decoding
+//! with a KV cache, and training (every activation kept, with dropout), all through the
+//! same [`block`].
 //!
 //! Shapes as in [`crate::model`]: N rows in flight, C channels, F = 4·C, V vocabulary.
-//! Scratch buffers are sized once per call for N rows and reused by every layer: inference
-//! keeps no activations, only the KV cache.
+//! Inference uses a [`Scratch`] sized once per call for N rows and reused by every layer
+//! (it keeps no activations, only the KV cache); training writes each layer's
+//! activations into its own slices of an [`Activations`] arena.
 
 use gpt2_kernels::cpu::simd::Isa;
-use gpt2_kernels::cpu::{attention, embedding, gelu, layernorm, matmul, residual};
+use gpt2_kernels::cpu::{attention, crossentropy, dropout, embedding, layernorm, matmul, residual};
 
 use super::ModelView;
+use super::activations::{ActSlices, Activations, LayerActs, Scratch, ScratchSlices};
 use super::config::Config;
-use super::params::{BlockWeights, Weights};
+use super::dropout::{Dropout, LayerSites, Site};
+use super::params::BlockWeights;
 use crate::error::{Error, Result};
 
 /// Keys and values of every layer for a fixed set of sequences, allocated once up to
@@ -90,36 +94,10 @@ enum Attn<'c, 's> {
     },
 }
 
-/// Per-call scratch for N rows, reused by every layer.
-struct Scratch {
-    x: Vec<f32>,       // (N, C) residual stream
-    ln: Vec<f32>,      // (N, C) layer-norm output
-    mean: Vec<f32>,    // (N)
-    rstd: Vec<f32>,    // (N)
-    qkv: Vec<f32>,     // (N, 3C)
-    atty: Vec<f32>,    // (N, C) attention output, heads side by side
-    lse: Vec<f32>,     // (NH, N) log-sum-exp of each attention row (needed only for backward)
-    proj: Vec<f32>,    // (N, C) output of a projection back to C
-    fc: Vec<f32>,      // (N, F)
-    fc_gelu: Vec<f32>, // (N, F)
-}
-
-impl Scratch {
-    fn new(cfg: &Config, n: usize) -> Scratch {
-        let (c, f) = (cfg.n_embd, cfg.n_inner);
-        Scratch {
-            x: vec![0.0; n * c],
-            ln: vec![0.0; n * c],
-            mean: vec![0.0; n],
-            rstd: vec![0.0; n],
-            qkv: vec![0.0; n * 3 * c],
-            atty: vec![0.0; n * c],
-            lse: vec![0.0; cfg.n_head * n],
-            proj: vec![0.0; n * c],
-            fc: vec![0.0; n * f],
-            fc_gelu: vec![0.0; n * f],
-        }
-    }
+/// Training's dropout in one block: its sites, and scratch for a dropped branch.
+struct BlockDropout<'s> {
+    sites: LayerSites,
+    branch: &'s mut [f32], // (N, C)
 }
 
 fn check_tokens(cfg: &Config, tokens: &[u32]) -> Result<()> {
@@ -130,6 +108,23 @@ fn check_tokens(cfg: &Config, tokens: &[u32]) -> Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// Checks that `tokens` form a (B, T) batch that fits the context.
+fn check_batch(cfg: &Config, tokens: &[u32], b: usize, t: usize) -> Result<()> {
+    if tokens.len() != b * t || t == 0 {
+        return Err(Error::Input(format!(
+            "{} tokens do not form a (B={b}, T={t}) batch with T ≥ 1",
+            tokens.len()
+        )));
+    }
+    if t > cfg.n_ctx {
+        return Err(Error::Input(format!(
+            "sequence of {t} tokens exceeds the context of {} positions",
+            cfg.n_ctx
+        )));
+    }
+    check_tokens(cfg, tokens)
 }
 
 impl ModelView<'_> {
@@ -144,42 +139,14 @@ impl ModelView<'_> {
         t: usize,
         hidden: Option<&mut Vec<Vec<f32>>>,
     ) -> Result<Vec<f32>> {
-        let (cfg, w, isa) = (self.config, &self.weights, self.isa);
-        if tokens.len() != b * t || t == 0 {
-            return Err(Error::Input(format!(
-                "{} tokens do not form a (B={b}, T={t}) batch with T ≥ 1",
-                tokens.len()
-            )));
-        }
-        if t > cfg.n_ctx {
-            return Err(Error::Input(format!(
-                "sequence of {t} tokens exceeds the context of {} positions",
-                cfg.n_ctx
-            )));
-        }
-        check_tokens(cfg, tokens)?;
+        let cfg = self.config;
+        check_batch(cfg, tokens, b, t)?;
         let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
-        let mut s = Scratch::new(cfg, b * t);
-        run(
-            cfg,
-            w,
-            isa,
-            tokens,
-            &positions,
-            Attn::Full { b, t },
-            &mut s,
-            hidden,
-        )?;
+        let mut scratch = Scratch::new(cfg, b * t);
+        let mut s = scratch.slices(cfg);
+        self.run(tokens, &positions, Attn::Full { b, t }, &mut s, hidden)?;
         let mut logits = vec![0.0; b * t * cfg.vocab_size];
-        matmul::forward(
-            isa,
-            &mut logits,
-            &s.ln,
-            w.lm_head,
-            None,
-            cfg.n_embd,
-            cfg.vocab_size,
-        )?;
+        self.lm_head(&mut logits, s.fin.lnf)?;
         Ok(logits)
     }
 
@@ -191,7 +158,7 @@ impl ModelView<'_> {
         cache: &mut KvCache,
         segments: &[Segment<'_>],
     ) -> Result<Vec<f32>> {
-        let (cfg, w, isa) = (self.config, &self.weights, self.isa);
+        let cfg = self.config;
         if cache.n_layer != cfg.n_layer || cache.c != cfg.n_embd || cache.n_ctx != cfg.n_ctx {
             return Err(Error::Shape(
                 "KV cache was made for another model config".into(),
@@ -230,20 +197,13 @@ impl ModelView<'_> {
             return Ok(Vec::new());
         }
         let c = cfg.n_embd;
-        let mut s = Scratch::new(cfg, tokens.len());
-        run(
-            cfg,
-            w,
-            isa,
-            &tokens,
-            &positions,
-            Attn::Cached {
-                cache: &mut *cache,
-                segments,
-            },
-            &mut s,
-            None,
-        )?;
+        let mut scratch = Scratch::new(cfg, tokens.len());
+        let mut s = scratch.slices(cfg);
+        let attn = Attn::Cached {
+            cache: &mut *cache,
+            segments,
+        };
+        self.run(&tokens, &positions, attn, &mut s, None)?;
         for seg in segments {
             cache.lens[seg.seq] += seg.tokens.len();
         }
@@ -252,148 +212,299 @@ impl ModelView<'_> {
         let mut row = 0;
         for seg in segments {
             row += seg.tokens.len();
-            last.extend_from_slice(&s.ln[(row - 1) * c..row * c]);
+            last.extend_from_slice(&s.fin.lnf[(row - 1) * c..row * c]);
         }
         let mut logits = vec![0.0; segments.len() * cfg.vocab_size];
-        matmul::forward(isa, &mut logits, &last, w.lm_head, None, c, cfg.vocab_size)?;
+        self.lm_head(&mut logits, &last)?;
         Ok(logits)
     }
-}
 
-/// Embeddings, every block, and the final layer norm into `s.ln` (N, C).
-#[allow(clippy::too_many_arguments)]
-fn run(
-    cfg: &Config,
-    w: &Weights<'_>,
-    isa: Isa,
-    tokens: &[u32],
-    positions: &[u32],
-    mut attn: Attn<'_, '_>,
-    s: &mut Scratch,
-    mut hidden: Option<&mut Vec<Vec<f32>>>,
-) -> Result<()> {
-    embedding::forward(isa, &mut s.x, tokens, positions, w.wte, w.wpe, cfg.n_embd)?;
-    for (l, bw) in w.blocks.iter().enumerate() {
-        if let Some(h) = hidden.as_deref_mut() {
-            h.push(s.x.clone());
+    /// Training forward: `tokens` (B, T) → logits (B, T, V) in `acts`, keeping every
+    /// activation the backward pass needs, with `dropout` (see [`Dropout`]). With dropout
+    /// off, the logits are bitwise those of [`ModelView::forward_full`]: the same blocks
+    /// run on the same kernels.
+    pub fn forward_train(
+        &self,
+        acts: &mut Activations,
+        tokens: &[u32],
+        dropout: &Dropout,
+    ) -> Result<()> {
+        let cfg = self.config;
+        let (b, t) = (acts.batch(), acts.seq());
+        check_acts(cfg, acts)?;
+        check_batch(cfg, tokens, b, t)?;
+        let sites = dropout.sites(cfg, b, t);
+        let (positions, a) = acts.split();
+        let ActSlices {
+            encoded,
+            layers,
+            mut residual3,
+            fin,
+            logits,
+            branch,
+            ..
+        } = a;
+        self.embed(encoded, tokens, positions, sites.embd, branch)?;
+        for (l, (bw, la)) in self.weights.blocks.iter().zip(layers).enumerate() {
+            let (done, rest) = residual3.split_at_mut(l);
+            let x = done.last().map_or(&*encoded, |r| &**r);
+            let drop = BlockDropout {
+                sites: sites.layers[l],
+                branch: &mut *branch,
+            };
+            self.block(bw, l, &mut Attn::Full { b, t }, x, la, rest[0], Some(drop))?;
         }
-        block(cfg, bw, isa, l, &mut attn, s)?;
+        let x = residual3.last().map_or(&*encoded, |r| &**r);
+        layernorm::forward(
+            self.isa,
+            fin.lnf,
+            fin.lnf_mean,
+            fin.lnf_rstd,
+            x,
+            self.weights.ln_f_w,
+            self.weights.ln_f_b,
+        )?;
+        self.lm_head(logits, fin.lnf)
     }
-    layernorm::forward(
-        isa,
-        &mut s.ln,
-        &mut s.mean,
-        &mut s.rstd,
-        &s.x,
-        w.ln_f_w,
-        w.ln_f_b,
-    )?;
-    if let Some(h) = hidden {
-        h.push(s.ln.clone());
-    }
-    Ok(())
-}
 
-/// One transformer block on the residual stream `s.x` (N, C), in place.
-fn block(
-    cfg: &Config,
-    bw: &BlockWeights<'_>,
-    isa: Isa,
-    layer: usize,
-    attn: &mut Attn<'_, '_>,
-    s: &mut Scratch,
-) -> Result<()> {
-    let (c, f, nh) = (cfg.n_embd, cfg.n_inner, cfg.n_head);
-    // Attention branch: x + c_proj(attention(c_attn(ln_1(x)))).
-    layernorm::forward(
-        isa,
-        &mut s.ln,
-        &mut s.mean,
-        &mut s.rstd,
-        &s.x,
-        bw.ln_1_w,
-        bw.ln_1_b,
-    )?;
-    matmul::forward(
-        isa,
-        &mut s.qkv,
-        &s.ln,
-        bw.c_attn_w,
-        Some(bw.c_attn_b),
-        c,
-        3 * c,
-    )?; // (N, 3C)
-    match attn {
-        Attn::Full { b, t } => {
-            attention::forward(isa, &mut s.atty, &mut s.lse, &s.qkv, *b, *t, nh)?
-        }
-        Attn::Cached { cache, segments } => {
-            let mut row = 0;
-            for seg in segments.iter() {
-                let n_new = seg.tokens.len();
-                let start = cache.lens[seg.seq];
-                let base = cache.base(layer, seg.seq);
-                // Append this segment's keys and values: qkv row r is [q | k | v], each C wide.
-                for i in 0..n_new {
-                    let qkv_row = &s.qkv[(row + i) * 3 * c..(row + i + 1) * 3 * c];
-                    let at = base + (start + i) * c;
-                    cache.k[at..at + c].copy_from_slice(&qkv_row[c..2 * c]);
-                    cache.v[at..at + c].copy_from_slice(&qkv_row[2 * c..]);
-                }
-                let end = base + cache.n_ctx * c;
-                attention::forward_cached(
-                    isa,
-                    &mut s.atty[row * c..(row + n_new) * c],
-                    &s.qkv[row * 3 * c..(row + n_new) * 3 * c],
-                    3 * c,
-                    &cache.k[base..end],
-                    &cache.v[base..end],
-                    start + n_new,
-                    c,
-                    nh,
-                )?;
-                row += n_new;
+    /// The mean cross-entropy of the logits of the last [`ModelView::forward_train`]
+    /// against `targets` (B, T); the per-position losses stay in `acts`.
+    pub fn loss(&self, acts: &mut Activations, targets: &[u32]) -> Result<f32> {
+        check_acts(self.config, acts)?;
+        let (_, a) = acts.split();
+        let v = self.config.vocab_size;
+        crossentropy::forward(self.isa, a.losses, a.logits, targets, v)?;
+        Ok(mean(a.losses))
+    }
+
+    /// logits (M, V) = `ln` (M, C) · lm_headᵀ.
+    fn lm_head(&self, logits: &mut [f32], ln: &[f32]) -> Result<()> {
+        let (c, v) = (self.config.n_embd, self.config.vocab_size);
+        matmul::forward(self.isa, logits, ln, self.weights.lm_head, None, c, v)?;
+        Ok(())
+    }
+
+    /// `x` (N, C) = dropout(wte[tokens] + wpe[positions]); `branch` is scratch.
+    fn embed(
+        &self,
+        x: &mut [f32],
+        tokens: &[u32],
+        positions: &[u32],
+        site: Option<Site>,
+        branch: &mut [f32],
+    ) -> Result<()> {
+        let (w, isa, c) = (&self.weights, self.isa, self.config.n_embd);
+        match site {
+            None => embedding::forward(isa, x, tokens, positions, w.wte, w.wpe, c)?,
+            Some(s) => {
+                embedding::forward(isa, branch, tokens, positions, w.wte, w.wpe, c)?;
+                dropout::forward(isa, x, branch, s.p, s.seed, s.offset)?;
             }
         }
+        Ok(())
     }
-    matmul::forward(
-        isa,
-        &mut s.proj,
-        &s.atty,
-        bw.c_proj_w,
-        Some(bw.c_proj_b),
-        c,
-        c,
-    )?;
-    residual_inplace(isa, &mut s.x, &s.proj)?;
-    // MLP branch: x + c_proj(gelu(c_fc(ln_2(x)))).
-    layernorm::forward(
-        isa,
-        &mut s.ln,
-        &mut s.mean,
-        &mut s.rstd,
-        &s.x,
-        bw.ln_2_w,
-        bw.ln_2_b,
-    )?;
-    matmul::forward(isa, &mut s.fc, &s.ln, bw.c_fc_w, Some(bw.c_fc_b), c, f)?; // (N, F)
-    gelu::forward(isa, &mut s.fc_gelu, &s.fc)?;
-    matmul::forward(
-        isa,
-        &mut s.proj,
-        &s.fc_gelu,
-        bw.mlp_proj_w,
-        Some(bw.mlp_proj_b),
-        f,
-        c,
-    )?;
-    residual_inplace(isa, &mut s.x, &s.proj)?;
+
+    /// Inference: embeddings, every block (ping-ponging between the two residual-stream
+    /// buffers of `s`, reusing its one layer of activations), and the final layer norm
+    /// into `s.fin.lnf` (N, C).
+    fn run(
+        &self,
+        tokens: &[u32],
+        positions: &[u32],
+        mut attn: Attn<'_, '_>,
+        s: &mut ScratchSlices<'_>,
+        mut hidden: Option<&mut Vec<Vec<f32>>>,
+    ) -> Result<()> {
+        let [xa, xb] = &mut s.x;
+        self.embed(xa, tokens, positions, None, &mut [])?;
+        for (l, bw) in self.weights.blocks.iter().enumerate() {
+            let (x, out) = if l % 2 == 0 {
+                (&**xa, &mut **xb)
+            } else {
+                (&**xb, &mut **xa)
+            };
+            if let Some(h) = hidden.as_deref_mut() {
+                h.push(x.to_vec());
+            }
+            self.block(bw, l, &mut attn, x, reborrow(&mut s.layer), out, None)?;
+        }
+        let x = if self.weights.blocks.len().is_multiple_of(2) {
+            &**xa
+        } else {
+            &**xb
+        };
+        let fin = &mut s.fin;
+        layernorm::forward(
+            self.isa,
+            fin.lnf,
+            fin.lnf_mean,
+            fin.lnf_rstd,
+            x,
+            self.weights.ln_f_w,
+            self.weights.ln_f_b,
+        )?;
+        if let Some(h) = hidden {
+            h.push(fin.lnf.to_vec());
+        }
+        Ok(())
+    }
+
+    /// One transformer block: `out` (N, C) = the block applied to the residual stream `x`
+    /// (N, C), keeping its activations in `a`:
+    /// `residual2 = x + drop(c_proj(attention(c_attn(ln_1(x)))))`,
+    /// `out = residual2 + drop(c_proj(gelu(c_fc(ln_2(residual2)))))`.
+    #[allow(clippy::too_many_arguments)] // the block's operands, as in llm.c
+    fn block(
+        &self,
+        bw: &BlockWeights<'_>,
+        layer: usize,
+        attn: &mut Attn<'_, '_>,
+        x: &[f32],
+        a: LayerActs<'_>,
+        out: &mut [f32],
+        drop: Option<BlockDropout<'_>>,
+    ) -> Result<()> {
+        let (cfg, isa) = (self.config, self.isa);
+        let (c, f, nh) = (cfg.n_embd, cfg.n_inner, cfg.n_head);
+        let (sites, branch) = match drop {
+            Some(d) => (Some(d.sites), d.branch),
+            None => (None, &mut [][..]),
+        };
+        // Attention branch.
+        layernorm::forward(isa, a.ln1, a.ln1_mean, a.ln1_rstd, x, bw.ln_1_w, bw.ln_1_b)?;
+        matmul::forward(isa, a.qkv, a.ln1, bw.c_attn_w, Some(bw.c_attn_b), c, 3 * c)?;
+        match attn {
+            Attn::Full { b, t } => {
+                let p = sites.and_then(|s| s.attn);
+                attention::forward_train(isa, a.atty, a.lse, a.qkv, *b, *t, nh, p)?;
+            }
+            Attn::Cached { cache, segments } => {
+                cached_attention(isa, cfg, layer, cache, segments, a.qkv, a.atty)?
+            }
+        }
+        matmul::forward(isa, a.attproj, a.atty, bw.c_proj_w, Some(bw.c_proj_b), c, c)?;
+        let site = sites.and_then(|s| s.attn_branch);
+        add_branch(isa, a.residual2, x, a.attproj, site, branch)?;
+        // MLP branch.
+        layernorm::forward(
+            isa,
+            a.ln2,
+            a.ln2_mean,
+            a.ln2_rstd,
+            a.residual2,
+            bw.ln_2_w,
+            bw.ln_2_b,
+        )?;
+        let fc_b = Some(bw.c_fc_b);
+        matmul::forward_gelu(isa, a.fch_gelu, Some(a.fch), a.ln2, bw.c_fc_w, fc_b, c, f)?;
+        let proj_b = Some(bw.mlp_proj_b);
+        matmul::forward(isa, a.fcproj, a.fch_gelu, bw.mlp_proj_w, proj_b, f, c)?;
+        let site = sites.and_then(|s| s.mlp_branch);
+        add_branch(isa, out, a.residual2, a.fcproj, site, branch)
+    }
+}
+
+/// `out = x + dropout(branch)`; `scratch` (N, C) holds the dropped branch.
+fn add_branch(
+    isa: Isa,
+    out: &mut [f32],
+    x: &[f32],
+    branch: &[f32],
+    site: Option<Site>,
+    scratch: &mut [f32],
+) -> Result<()> {
+    match site {
+        None => residual::forward(isa, out, x, branch)?,
+        Some(s) => {
+            dropout::forward(isa, scratch, branch, s.p, s.seed, s.offset)?;
+            residual::forward(isa, out, x, scratch)?;
+        }
+    }
     Ok(())
 }
 
-/// x += branch, through the residual kernel (which reads two inputs and writes one output).
-fn residual_inplace(isa: Isa, x: &mut [f32], branch: &[f32]) -> Result<()> {
-    let prev = x.to_vec();
-    residual::forward(isa, x, &prev, branch)?;
+/// Appends each segment's keys and values to the cache, then attends its queries to the
+/// cached sequence.
+fn cached_attention(
+    isa: Isa,
+    cfg: &Config,
+    layer: usize,
+    cache: &mut KvCache,
+    segments: &[Segment<'_>],
+    qkv: &[f32],
+    atty: &mut [f32],
+) -> Result<()> {
+    let (c, nh) = (cfg.n_embd, cfg.n_head);
+    let mut row = 0;
+    for seg in segments {
+        let n_new = seg.tokens.len();
+        let start = cache.lens[seg.seq];
+        let base = cache.base(layer, seg.seq);
+        // qkv row r is [q | k | v], each C wide.
+        for i in 0..n_new {
+            let qkv_row = &qkv[(row + i) * 3 * c..(row + i + 1) * 3 * c];
+            let at = base + (start + i) * c;
+            cache.k[at..at + c].copy_from_slice(&qkv_row[c..2 * c]);
+            cache.v[at..at + c].copy_from_slice(&qkv_row[2 * c..]);
+        }
+        let end = base + cache.n_ctx * c;
+        attention::forward_cached(
+            isa,
+            &mut atty[row * c..(row + n_new) * c],
+            &qkv[row * 3 * c..(row + n_new) * 3 * c],
+            3 * c,
+            &cache.k[base..end],
+            &cache.v[base..end],
+            start + n_new,
+            c,
+            nh,
+        )?;
+        row += n_new;
+    }
     Ok(())
+}
+
+/// Shortens the borrows of a layer's slices, so one [`LayerActs`] serves every layer.
+fn reborrow<'a>(a: &'a mut LayerActs<'_>) -> LayerActs<'a> {
+    LayerActs {
+        ln1: a.ln1,
+        ln1_mean: a.ln1_mean,
+        ln1_rstd: a.ln1_rstd,
+        qkv: a.qkv,
+        atty: a.atty,
+        lse: a.lse,
+        attproj: a.attproj,
+        residual2: a.residual2,
+        ln2: a.ln2,
+        ln2_mean: a.ln2_mean,
+        ln2_rstd: a.ln2_rstd,
+        fch: a.fch,
+        fch_gelu: a.fch_gelu,
+        fcproj: a.fcproj,
+    }
+}
+
+/// Checks that `acts` was made for a model of this config's sizes.
+pub(super) fn check_acts(cfg: &Config, acts: &Activations) -> Result<()> {
+    let sizes = |c: &Config| {
+        (
+            c.vocab_size,
+            c.n_ctx,
+            c.n_embd,
+            c.n_layer,
+            c.n_head,
+            c.n_inner,
+        )
+    };
+    if sizes(acts.config()) != sizes(cfg) {
+        return Err(Error::Shape(
+            "activations were allocated for another model config".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The mean of `x`, summed in `f64`.
+pub(super) fn mean(x: &[f32]) -> f32 {
+    (x.iter().map(|&v| f64::from(v)).sum::<f64>() / x.len().max(1) as f64) as f32
 }

@@ -1,4 +1,10 @@
-//! GPT-2: configuration, parameters, loading, and the forward pass.
+//! GPT-2: configuration, parameters, loading, the forward pass (inference and
+//! training), and the backward pass.
+//!
+//! Training keeps the parameters in one [`ParamArena`] (gradients and optimizer moments
+//! are arenas of the same layout) and the activations of a (B, T) batch in one
+//! [`Activations`] arena; [`ModelView::forward_train`] and [`ModelView::backward`] run
+//! the same blocks as inference, with [`Dropout`].
 //!
 //! Shape legend (as llm.c): B batch, T time (sequence length), C channels (`n_embd`),
 //! NH heads, HS = C/NH head size, F = `n_inner` (4·C), V vocabulary, L layers,
@@ -8,7 +14,11 @@
 //! L × [ln_1 → c_attn → attention → c_proj → +residual → ln_2 → c_fc → GELU → c_proj →
 //! +residual] → ln_f → lm_head (tied to `wte`) → logits → [`crate::sample`].
 
+mod activations;
+mod arena;
+mod backward;
 mod config;
+mod dropout;
 mod forward;
 mod load;
 mod params;
@@ -17,7 +27,10 @@ pub mod reference;
 use gpt2_kernels::cpu::matmul::WeightLayout;
 use gpt2_kernels::cpu::simd::Isa;
 
+pub use activations::Activations;
+pub use arena::ParamArena;
 pub use config::{Config, GPT2_HEAD_SIZE};
+pub use dropout::Dropout;
 pub use forward::{KvCache, Segment};
 pub use load::{LLMC_MAGIC, SAFETENSORS_FILE, find_in_hf_cache};
 pub use params::{
@@ -109,28 +122,10 @@ impl Gpt2 {
         Ok(model)
     }
 
-    /// A model with random weights (GPT-2's init: N(0, 0.02), layer norms at 1 and 0), for
+    /// A model with random weights (GPT-2's init, see [`ParamArena::gpt2_init`]), for
     /// benches and tests; deterministic in `seed`.
     pub fn random(config: Config, seed: u64) -> Result<Gpt2> {
-        config.validate()?;
-        let mut rng = gpt2_kernels::rng::Rng::new(seed);
-        let specs = param_specs(&config, WeightLayout::InOut, config.vocab_size);
-        let params = specs
-            .iter()
-            .map(|s| {
-                let data: Vec<f32> = match s.kind {
-                    ParamKind::Vector if s.name.contains("ln_") && s.name.ends_with("weight") => {
-                        vec![1.0; s.numel()]
-                    }
-                    ParamKind::Vector => vec![0.0; s.numel()],
-                    _ => (0..s.numel())
-                        .map(|_| (0.02 * rng.next_normal()) as f32)
-                        .collect(),
-                };
-                Tensor::from_vec(data, &s.shape)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Gpt2::from_params(config, WeightLayout::InOut, params, None)
+        ParamArena::gpt2_init(&config, seed)?.to_model()
     }
 
     /// The model's sizes.

@@ -1,6 +1,6 @@
 //! The readable fallback: GPT-2's full-sequence forward written with the kernels' naive
 //! `reference` implementations, one op after another, allocating as it goes. Slow, but
-//! shares no fast code with [`super::forward`], so the tests use it as an oracle for the fast
+//! shares no fast code with `forward.rs`, so the tests use it as an oracle for the fast
 //! path (KV cache, SIMD, threads) at real GPT-2 sizes.
 
 use gpt2_kernels::cpu::{attention, embedding, gelu, layernorm, matmul, residual};

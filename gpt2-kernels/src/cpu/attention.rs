@@ -25,9 +25,20 @@
 //!
 //! Tasks write to private buffers that are then copied or added into the outputs by
 //! batch row, so every sum is made in the same order whatever the number of threads.
+//!
+//! ## Dropout on the probabilities (training)
+//! [`forward_train`] / [`backward_train`] take an optional [`Dropout`], as Hugging Face
+//! GPT-2's `attn_dropout` on the softmax output: `out_i = Σ_j P_ij·M_ij·v_j` with
+//! `M_ij ∈ {0, 1/(1 − p)}`. The mask is counter-based like [`super::dropout`]'s: entry
+//! `(b, h, i, j)` uses counter `offset + ((b·NH + h)·T + i)·T + j`, its index in the
+//! `(B, NH, T, T)` matrix a materialised implementation would hold, so the backward
+//! regenerates it block by block. The softmax statistics (`m`, `l`, `lse`) are those of
+//! the undropped `P`. In the backward `dP = (dO·Vᵀ) ⊙ M`, `dV += (P ⊙ M)ᵀ·dO`, and
+//! `D_i = dO_i·O_i` still equals `Σ_j P_ij dP_ij` because `O` is the dropped output.
 
 use rayon::prelude::*;
 
+use super::dropout::{keep_scale, kept};
 use super::rows_of;
 use super::simd::{Isa, MatMut, MatRef};
 use crate::error::check_len;
@@ -35,6 +46,62 @@ use crate::{KernelError, Result};
 
 /// Queries and keys per block of scores (both directions).
 const BLOCK: usize = 64;
+
+/// Dropout on the attention probabilities: probability `p`, counter stream `seed`, and
+/// the first counter `offset` of this call's `B·NH·T·T` range (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    /// Probability of dropping an entry, in `[0, 1)`.
+    pub p: f32,
+    /// The random stream.
+    pub seed: u64,
+    /// Counter of entry `(0, 0, 0, 0)`.
+    pub offset: u64,
+}
+
+/// The dropout mask of one (batch, head): entry `(i, j)` uses counter `base + i·T + j`.
+#[derive(Debug, Clone, Copy)]
+struct HeadMask {
+    p: f32,
+    scale: f32,
+    seed: u64,
+    base: u64,
+    t: u64,
+}
+
+impl HeadMask {
+    /// The mask of the first head of a `(B, NH, T, T)` matrix after checking `p`, or
+    /// `None` without dropout (none given, or `p = 0`).
+    fn first(op: &'static str, dropout: Option<Dropout>, t: usize) -> Result<Option<Self>> {
+        let Some(d) = dropout else { return Ok(None) };
+        let scale = keep_scale(op, d.p)?;
+        Ok((d.p > 0.0).then_some(HeadMask {
+            p: d.p,
+            scale,
+            seed: d.seed,
+            base: d.offset,
+            t: t as u64,
+        }))
+    }
+
+    /// The mask of head `bh = b·NH + h`, given the first head's.
+    fn head(self, bh: usize) -> Self {
+        let base = self.base.wrapping_add(bh as u64 * self.t * self.t);
+        HeadMask { base, ..self }
+    }
+
+    /// Multiplies entries `(i, kb..kb + row.len())` by the mask.
+    fn apply(&self, row: &mut [f32], i: usize, kb: usize) {
+        let start = self.base.wrapping_add(i as u64 * self.t + kb as u64);
+        for (j, x) in row.iter_mut().enumerate() {
+            *x = if kept(self.p, self.seed, start, j) {
+                *x * self.scale
+            } else {
+                0.0
+            };
+        }
+    }
+}
 
 /// Checks the shapes of `forward`/`backward` (also the CUDA twin's); returns `(C, HS)`,
 /// or `None` if there is nothing to do (`B·T = 0`).
@@ -154,8 +221,16 @@ fn keys_t_block(kt: &[f32], kb: usize, nk: usize, n: usize, hs: usize) -> MatRef
 const PACK_MIN_ROWS: usize = 8;
 
 /// The shared forward inner routine: queries `0..Tq` of `head` at absolute positions
-/// `pos0..pos0 + Tq` attend keys `0..=pos`. Writes `o` `(Tq, HS)` and `lse` `(Tq)`.
-fn attend(isa: Isa, head: &Head, pos0: usize, o: &mut [f32], lse: &mut [f32]) {
+/// `pos0..pos0 + Tq` attend keys `0..=pos`. Writes `o` `(Tq, HS)` and `lse` `(Tq)`;
+/// `mask` drops probabilities (training).
+fn attend(
+    isa: Isa,
+    head: &Head,
+    pos0: usize,
+    mask: Option<HeadMask>,
+    o: &mut [f32],
+    lse: &mut [f32],
+) {
     let (tq, hs) = (lse.len(), head.hs);
     let n_keys = pos0 + tq;
     let scale = 1.0 / (hs as f32).sqrt();
@@ -201,6 +276,10 @@ fn attend(isa: Isa, head: &Head, pos0: usize, o: &mut [f32], lse: &mut [f32]) {
                 let m_new = m[i].max(isa.max(live));
                 let alpha = (m[i] - m_new).exp(); // 0 on the first block, where m = -inf
                 l[i] = l[i] * alpha + isa.exp_shift(live, m_new);
+                // Only P·V sees the mask; l sums the undropped probabilities.
+                if let Some(mask) = &mask {
+                    mask.apply(live, pos0 + qb + i, kb);
+                }
                 if alpha != 1.0 {
                     isa.scale(&mut o[i * hs..(i + 1) * hs], alpha);
                 }
@@ -229,22 +308,32 @@ pub fn forward(
     t: usize,
     nh: usize,
 ) -> Result<()> {
-    let Some((c, hs)) = check(
-        "attention::forward",
-        (out.len(), lse.len(), qkv.len()),
-        b,
-        t,
-        nh,
-    )?
-    else {
+    forward_train(isa, out, lse, qkv, b, t, nh, None)
+}
+
+/// [`forward`] with optional [`Dropout`] on the probabilities (training).
+#[allow(clippy::too_many_arguments)] // the op's operands, as in llm.c
+pub fn forward_train(
+    isa: Isa,
+    out: &mut [f32],
+    lse: &mut [f32],
+    qkv: &[f32],
+    b: usize,
+    t: usize,
+    nh: usize,
+    dropout: Option<Dropout>,
+) -> Result<()> {
+    let op = "attention::forward";
+    let Some((c, hs)) = check(op, (out.len(), lse.len(), qkv.len()), b, t, nh)? else {
         return Ok(());
     };
+    let mask = HeadMask::first(op, dropout, t)?;
     let heads: Vec<(Vec<f32>, Vec<f32>)> = (0..b * nh)
         .into_par_iter()
         .map(|bh| {
             let head = Head::of_qkv(qkv, bh, (t, c, nh));
             let (mut o, mut l) = (vec![0.0; t * hs], vec![0.0; t]);
-            attend(isa, &head, 0, &mut o, &mut l);
+            attend(isa, &head, 0, mask.map(|m| m.head(bh)), &mut o, &mut l);
             (o, l)
         })
         .collect();
@@ -298,7 +387,7 @@ pub fn forward_cached(
                 hs,
             };
             let (mut o, mut lse) = (vec![0.0; tq * hs], vec![0.0; tq]);
-            attend(isa, &head, kv_len - tq, &mut o, &mut lse);
+            attend(isa, &head, kv_len - tq, None, &mut o, &mut lse);
             o
         })
         .collect();
@@ -349,12 +438,14 @@ pub(crate) fn check_cached(
 }
 
 /// One head's gradients `[dQ | dK | dV]`, each `(T, HS)`. `dout`/`out` are the head's
-/// columns of `(T, C)` rows (stride `c`), `lse` its `(T)` log-sum-exps.
+/// columns of `(T, C)` rows (stride `c`), `lse` its `(T)` log-sum-exps, `mask` the
+/// forward's dropout mask.
 fn head_backward(
     isa: Isa,
     head: &Head,
     (dout, out, c): (&[f32], &[f32], usize),
     lse: &[f32],
+    mask: Option<HeadMask>,
 ) -> Vec<f32> {
     let (t, hs) = (lse.len(), head.hs);
     let scale = 1.0 / (hs as f32).sqrt();
@@ -405,12 +496,20 @@ fn head_backward(
                 isa.exp_shift(live, lse[qb + i]);
                 masked.fill(0.0);
             }
+            // dP = (dO·Vᵀ) ⊙ M, then dS = P ⊙ (dP − D) with the undropped P.
+            isa.gemm(MatMut::new(ds, (rows, nk), nk), dob, vt);
+            for (i, (dsi, pi)) in ds.chunks_mut(nk).zip(p.chunks_mut(nk)).enumerate() {
+                if let Some(mask) = &mask {
+                    mask.apply(dsi, qb + i, kb);
+                }
+                isa.softmax_vjp(dsi, pi, d[qb + i]);
+                // From here on P holds P ⊙ M, the weights the forward applied to V.
+                if let Some(mask) = &mask {
+                    mask.apply(pi, qb + i, kb);
+                }
+            }
             let p_t = MatRef::rows(p, (rows, nk), nk).t();
             isa.gemm_acc(MatMut::new(&mut dv[kb * hs..], (nk, hs), hs), p_t, dob);
-            isa.gemm(MatMut::new(ds, (rows, nk), nk), dob, vt);
-            for (i, (dsi, pi)) in ds.chunks_mut(nk).zip(p.chunks(nk)).enumerate() {
-                isa.softmax_vjp(dsi, pi, d[qb + i]);
-            }
             let ds_m = MatRef::rows(ds, (rows, nk), nk);
             isa.gemm_acc(MatMut::new(&mut dq[qb * hs..], (rows, hs), hs), ds_m, ks);
             isa.gemm_acc(MatMut::new(&mut dk[kb * hs..], (nk, hs), hs), ds_m.t(), q);
@@ -433,11 +532,29 @@ pub fn backward(
     t: usize,
     nh: usize,
 ) -> Result<()> {
+    backward_train(isa, dqkv, dout, qkv, out, lse, b, t, nh, None)
+}
+
+/// [`backward`] of [`forward_train`]: the same `dropout` regenerates the forward's mask.
+#[allow(clippy::too_many_arguments)] // the op's operands, as in llm.c
+pub fn backward_train(
+    isa: Isa,
+    dqkv: &mut [f32],
+    dout: &[f32],
+    qkv: &[f32],
+    out: &[f32],
+    lse: &[f32],
+    b: usize,
+    t: usize,
+    nh: usize,
+    dropout: Option<Dropout>,
+) -> Result<()> {
     let op = "attention::backward";
     let Some((c, hs)) = check(op, (out.len(), lse.len(), qkv.len()), b, t, nh)? else {
         check_len(op, "dqkv", dqkv.len(), 0)?;
         return check_len(op, "dout", dout.len(), 0);
     };
+    let mask = HeadMask::first(op, dropout, t)?;
     check_len(op, "dqkv", dqkv.len(), qkv.len())?;
     check_len(op, "dout", dout.len(), out.len())?;
     let per_head: Vec<Vec<f32>> = (0..b * nh)
@@ -451,6 +568,7 @@ pub fn backward(
                 &head,
                 (&dout[rows.clone()], &out[rows], c),
                 &lse[bh * t..(bh + 1) * t],
+                mask.map(|m| m.head(bh)),
             )
         })
         .collect();
@@ -473,10 +591,35 @@ pub fn backward(
 /// softmax, then `att·V`, generic over the float type (see [`super::real`]). The
 /// peer of the flash kernels in tests and benches.
 pub mod reference {
-    use super::check;
+    use super::{Dropout, check};
     use crate::Result;
+    use crate::cpu::dropout::{keep_scale, kept};
     use crate::cpu::real::Real;
     use crate::error::check_len;
+
+    /// The dropout multiplier `M` of every entry of the `(B, NH, T, T)` matrix, as a
+    /// function of `(bh, i, j)` (all ones without dropout).
+    fn mask<F: Real>(
+        op: &'static str,
+        dropout: Option<Dropout>,
+        t: usize,
+    ) -> Result<impl Fn(usize, usize, usize) -> F> {
+        let scale = match dropout {
+            Some(d) => F::from_f32(keep_scale(op, d.p)?),
+            None => F::ONE,
+        };
+        Ok(move |bh: usize, i: usize, j: usize| match dropout {
+            Some(d) if d.p > 0.0 => {
+                let index = (bh * t + i) * t + j;
+                if kept(d.p, d.seed, d.offset, index) {
+                    scale
+                } else {
+                    F::ZERO
+                }
+            }
+            _ => F::ONE,
+        })
+    }
 
     /// The causal softmax probabilities `att (T, T)` (zero above the diagonal) of
     /// batch `bi`, head `h`, and each row's log-sum-exp.
@@ -524,10 +667,24 @@ pub mod reference {
         t: usize,
         nh: usize,
     ) -> Result<()> {
+        forward_train(out, lse, qkv, b, t, nh, None)
+    }
+
+    /// As [`super::forward_train`]: `out = (att ⊙ M)·V`.
+    pub fn forward_train<F: Real>(
+        out: &mut [F],
+        lse: &mut [F],
+        qkv: &[F],
+        b: usize,
+        t: usize,
+        nh: usize,
+        dropout: Option<Dropout>,
+    ) -> Result<()> {
         let op = "attention::reference::forward";
         let Some((c, hs)) = check(op, (out.len(), lse.len(), qkv.len()), b, t, nh)? else {
             return Ok(());
         };
+        let m = mask::<F>(op, dropout, t)?;
         for bi in 0..b {
             for h in 0..nh {
                 let (att, l) = probabilities(qkv, (bi, h), t, (c, hs));
@@ -536,7 +693,8 @@ pub mod reference {
                     for d in 0..hs {
                         let mut acc = F::ZERO;
                         for j in 0..=i {
-                            acc += att[i * t + j] * qkv[(bi * t + j) * 3 * c + 2 * c + h * hs + d];
+                            let a = att[i * t + j] * m(bi * nh + h, i, j);
+                            acc += a * qkv[(bi * t + j) * 3 * c + 2 * c + h * hs + d];
                         }
                         out[(bi * t + i) * c + h * hs + d] = acc;
                     }
@@ -560,12 +718,29 @@ pub mod reference {
         t: usize,
         nh: usize,
     ) -> Result<()> {
+        backward_train(dqkv, dout, qkv, out, lse, b, t, nh, None)
+    }
+
+    /// As [`super::backward_train`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_train<F: Real>(
+        dqkv: &mut [F],
+        dout: &[F],
+        qkv: &[F],
+        out: &[F],
+        lse: &[F],
+        b: usize,
+        t: usize,
+        nh: usize,
+        dropout: Option<Dropout>,
+    ) -> Result<()> {
         let op = "attention::reference::backward";
         let Some((c, hs)) = check(op, (out.len(), lse.len(), qkv.len()), b, t, nh)? else {
             return Ok(());
         };
         check_len(op, "dqkv", dqkv.len(), qkv.len())?;
         check_len(op, "dout", dout.len(), out.len())?;
+        let m = mask::<F>(op, dropout, t)?;
         let scale = F::ONE / F::from_f64(hs as f64).sqrt();
         let idx = |bi: usize, i: usize, part: usize, d: usize| (bi * t + i) * 3 * c + part * c + d;
         for bi in 0..b {
@@ -574,12 +749,13 @@ pub mod reference {
                 let o = h * hs;
                 let dout_at = |i: usize, d: usize| dout[(bi * t + i) * c + o + d];
                 for i in 0..t {
-                    // datt_ij = dout_i · v_j; dpreatt = att ⊙ (datt − Σ_k att_ik datt_ik).
+                    // datt_ij = (dout_i · v_j)·M_ij; dpreatt = att ⊙ (datt − Σ_k att_ik datt_ik).
                     let mut datt = vec![F::ZERO; i + 1];
                     for (j, dj) in datt.iter_mut().enumerate() {
                         for d in 0..hs {
                             *dj += dout_at(i, d) * qkv[idx(bi, j, 2, o + d)];
                         }
+                        *dj *= m(bi * nh + h, i, j);
                     }
                     let mut dot = F::ZERO;
                     for j in 0..=i {
@@ -588,10 +764,11 @@ pub mod reference {
                     for j in 0..=i {
                         let a = att[i * t + j];
                         let dpre = a * (datt[j] - dot) * scale;
+                        let a_dropped = a * m(bi * nh + h, i, j);
                         for d in 0..hs {
                             dqkv[idx(bi, i, 0, o + d)] += dpre * qkv[idx(bi, j, 1, o + d)];
                             dqkv[idx(bi, j, 1, o + d)] += dpre * qkv[idx(bi, i, 0, o + d)];
-                            dqkv[idx(bi, j, 2, o + d)] += a * dout_at(i, d);
+                            dqkv[idx(bi, j, 2, o + d)] += a_dropped * dout_at(i, d);
                         }
                     }
                 }

@@ -33,7 +33,7 @@ pub(crate) fn keep_scale(op: &'static str, p: f32) -> Result<f32> {
 
 /// Whether element `i` survives.
 #[inline]
-fn kept(p: f32, seed: u64, offset: u64, i: usize) -> bool {
+pub(crate) fn kept(p: f32, seed: u64, offset: u64, i: usize) -> bool {
     rng::uniform(seed, offset.wrapping_add(i as u64)) >= p
 }
 

@@ -307,3 +307,175 @@ fn bad_arguments_are_errors() {
         "out rows"
     );
 }
+
+/// Attention with dropout on the probabilities (training).
+mod dropout {
+    use super::*;
+    use attention::Dropout;
+
+    fn drop(p: f32, offset: u64) -> Option<Dropout> {
+        Some(Dropout {
+            p,
+            seed: 77,
+            offset,
+        })
+    }
+
+    fn ref_forward(
+        qkv: &[f64],
+        (b, t, nh): (usize, usize, usize),
+        d: Option<Dropout>,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let c = qkv.len() / (3 * b * t);
+        let (mut out, mut lse) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
+        reference::forward_train(&mut out, &mut lse, qkv, b, t, nh, d).unwrap();
+        (out, lse)
+    }
+
+    fn run(
+        isa: Isa,
+        qkv: &[f32],
+        dout: &[f32],
+        (b, t, nh): (usize, usize, usize),
+        d: Option<Dropout>,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let c = qkv.len() / (3 * b * t);
+        let (mut out, mut lse) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
+        attention::forward_train(isa, &mut out, &mut lse, qkv, b, t, nh, d).unwrap();
+        let mut dqkv = vec![0.0; qkv.len()];
+        attention::backward_train(isa, &mut dqkv, dout, qkv, &out, &lse, b, t, nh, d).unwrap();
+        (out, lse, dqkv)
+    }
+
+    #[test]
+    fn flash_matches_f64_reference() {
+        let mut rng = Rng::new(110);
+        for isa in isas() {
+            // T = 130 spans three key blocks, so the mask is regenerated across blocks.
+            for (b, t, nh, hs) in [(2, 17, 3, 5), (1, 130, 2, 16), (2, 65, 1, 17)] {
+                let c = nh * hs;
+                let x = qkv(&mut rng, b, t, c);
+                let dout = uniform(&mut rng, b * t * c, -1.0, 1.0);
+                let d = drop(0.3, 1000);
+                let (out, lse, dqkv) = run(isa, &x, &dout, (b, t, nh), d);
+                let x64 = to_f64(&x);
+                let (r_out, r_lse) = ref_forward(&x64, (b, t, nh), d);
+                let what = format!("{isa} B={b} T={t} NH={nh} HS={hs} p=0.3");
+                assert_close(&format!("{what} out"), &out, &r_out, 1e-5);
+                assert_close(&format!("{what} lse"), &lse, &r_lse, 1e-6);
+                let mut rd = vec![0.0; x.len()];
+                reference::backward_train(
+                    &mut rd,
+                    &to_f64(&dout),
+                    &x64,
+                    &r_out,
+                    &r_lse,
+                    b,
+                    t,
+                    nh,
+                    d,
+                )
+                .unwrap();
+                assert_close(&format!("{what} dqkv"), &dqkv, &rd, 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn backward_matches_finite_differences() {
+        let mut rng = Rng::new(111);
+        for (b, t, nh, hs) in [(1, 6, 2, 3), (2, 4, 1, 4), (1, 70, 1, 3)] {
+            let c = nh * hs;
+            let x = qkv(&mut rng, b, t, c);
+            let dout = uniform(&mut rng, b * t * c, -1.0, 1.0);
+            let g = to_f64(&dout);
+            let d = drop(0.4, 5);
+            let loss = |x: &[f64]| weighted_sum(&g, &ref_forward(x, (b, t, nh), d).0);
+            let fd = finite_diff(loss, &to_f64(&x), 1e-5);
+            let what = format!("B={b} T={t} NH={nh} HS={hs} p=0.4");
+            for isa in isas() {
+                let (_, _, dqkv) = run(isa, &x, &dout, (b, t, nh), d);
+                assert_close(&format!("{isa} {what} vs FD"), &dqkv, &fd, 1e-4);
+            }
+        }
+    }
+
+    /// The mask is the counter rule of the module docs: with V one-hot per key, output
+    /// `(i, j)` is `P_ij·M_ij`, so dropped entries read 0 and kept ones are scaled.
+    #[test]
+    fn mask_follows_the_counter_rule() {
+        let isa = Isa::best();
+        let (b, t, nh, p) = (2, 40, 2, 0.25f32);
+        let hs = t; // value j is the unit vector e_j
+        let c = nh * hs;
+        let mut x = vec![0.0f32; b * t * 3 * c];
+        let mut rng = Rng::new(112);
+        for (r, row) in x.chunks_mut(3 * c).enumerate() {
+            for v in &mut row[..2 * c] {
+                *v = 0.3 * (2.0 * rng.next_f32() - 1.0);
+            }
+            for h in 0..nh {
+                row[2 * c + h * hs + r % t] = 1.0;
+            }
+        }
+        let d = drop(p, 4242);
+        let (mut out, mut lse) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
+        attention::forward_train(isa, &mut out, &mut lse, &x, b, t, nh, d).unwrap();
+        let (mut plain, mut lse0) = (vec![0.0; b * t * c], vec![0.0; b * nh * t]);
+        attention::forward(isa, &mut plain, &mut lse0, &x, b, t, nh).unwrap();
+        assert_eq!(lse, lse0, "the softmax statistics ignore the mask");
+        let (mut dropped, mut total) = (0usize, 0usize);
+        for bi in 0..b {
+            for h in 0..nh {
+                for i in 0..t {
+                    for j in 0..=i {
+                        let at = (bi * t + i) * c + h * hs + j;
+                        let counter = 4242 + (((bi * nh + h) * t + i) * t + j) as u64;
+                        let keep = gpt2_kernels::rng::uniform(77, counter) >= p;
+                        let want = if keep { plain[at] / (1.0 - p) } else { 0.0 };
+                        assert!(
+                            (out[at] - want).abs() <= 1e-6 * want.abs().max(1e-3),
+                            "b={bi} h={h} i={i} j={j}: {} vs {want}",
+                            out[at]
+                        );
+                        dropped += usize::from(!keep);
+                        total += 1;
+                    }
+                }
+            }
+        }
+        let frac = dropped as f64 / total as f64;
+        assert!((frac - 0.25).abs() < 0.05, "dropped fraction {frac}");
+    }
+
+    #[test]
+    fn zero_probability_is_plain_attention_and_offsets_matter() {
+        let mut rng = Rng::new(113);
+        let (b, t, nh, hs) = (1, 33, 2, 8);
+        let x = qkv(&mut rng, b, t, nh * hs);
+        let dout = uniform(&mut rng, b * t * nh * hs, -1.0, 1.0);
+        let isa = Isa::best();
+        let plain = run(isa, &x, &dout, (b, t, nh), None);
+        assert_eq!(run(isa, &x, &dout, (b, t, nh), drop(0.0, 9)), plain);
+        let a = run(isa, &x, &dout, (b, t, nh), drop(0.5, 0));
+        assert_ne!(a.0, plain.0);
+        assert_ne!(run(isa, &x, &dout, (b, t, nh), drop(0.5, 1)).0, a.0);
+        let (mut out, mut lse) = (vec![0.0; t * nh * hs], vec![0.0; nh * t]);
+        let bad = attention::forward_train(isa, &mut out, &mut lse, &x, b, t, nh, drop(1.0, 0));
+        assert!(matches!(bad, Err(KernelError::Shape { .. })), "{bad:?}");
+    }
+
+    #[test]
+    fn deterministic_across_thread_counts() {
+        let mut rng = Rng::new(114);
+        let (b, t, nh, hs) = (2, 130, 3, 17);
+        let x = qkv(&mut rng, b, t, nh * hs);
+        let dout = uniform(&mut rng, b * t * nh * hs, -1.0, 1.0);
+        for isa in isas() {
+            assert_thread_invariant("attention with dropout", || {
+                let (o, l, d) = run(isa, &x, &dout, (b, t, nh), drop(0.1, 3));
+                vec![o, l, d]
+            });
+        }
+    }
+}

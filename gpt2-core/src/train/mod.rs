@@ -1,0 +1,247 @@
+//! Training: the loop ([`Trainer`]) that ties the model's forward and backward passes to
+//! the optimizer ([`optim`]), the learning-rate schedule ([`schedule`]), the data
+//! ([`data`]), evaluation ([`eval`]), checkpoints ([`checkpoint`]) and the loss plot
+//! ([`plot`]).
+//!
+//! One optimizer step: zero the gradient arena; for each of `grad_accum` micro-batches,
+//! forward (saving activations, with dropout) and backward (adding `1/(k·B·T)` of each
+//! position's loss gradient); clip the global norm; one AdamW update at the schedule's
+//! learning rate. Everything is deterministic (fixed reduction orders in the kernels,
+//! counter-based dropout, seeded data order), so a run resumed from a checkpoint
+//! continues bit for bit as if it had never stopped.
+
+pub mod checkpoint;
+pub mod data;
+pub mod eval;
+pub mod optim;
+pub mod plot;
+pub mod schedule;
+
+use std::path::{Path, PathBuf};
+
+use gpt2_kernels::cpu::simd::Isa;
+use gpt2_tokenizer::Tokenizer;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{Activations, Dropout, ParamArena};
+use checkpoint::SaveDType;
+use data::{DataLoader, Order, Position};
+use eval::Evaluation;
+use optim::{AdamW, AdamWConfig, clip_grad_norm};
+use schedule::Schedule;
+
+/// How to train: everything a run needs besides the model and the data. Saved in every
+/// checkpoint, so that a resumed run uses the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// B: sequences per micro-batch.
+    pub batch: usize,
+    /// T: tokens per sequence.
+    pub seq: usize,
+    /// Micro-batches per optimizer step (their gradients are averaged).
+    pub grad_accum: usize,
+    /// The learning rate of each step; its `total` is the number of steps of the run.
+    pub schedule: Schedule,
+    /// AdamW's other settings.
+    pub adamw: AdamWConfig,
+    /// Global gradient-norm clipping threshold (0: off).
+    pub grad_clip: f64,
+    /// Seed of the dropout masks (and of the data order when shuffled).
+    pub seed: u64,
+    /// The order of the training batches.
+    pub order: Order,
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// The step's number, counted from 1.
+    pub step: u64,
+    /// The mean training loss over the step's micro-batches.
+    pub loss: f32,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The learning rate used.
+    pub lr: f64,
+    /// Tokens processed (`k·B·T`).
+    pub tokens: usize,
+}
+
+/// Losses so far, for the plot: `(step, loss)`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Train loss of every step.
+    pub train: Vec<(u64, f32)>,
+    /// Validation loss where it was measured.
+    pub val: Vec<(u64, f32)>,
+}
+
+/// The part of a checkpoint besides the model and the optimizer's moments.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    step: u64,
+    optimizer_steps: u64,
+    data: Position,
+    dropout_passes: u64,
+    settings: TrainSettings,
+    history: History,
+}
+
+/// A training run in memory: parameters, gradients, optimizer state, the activation
+/// arena, the data loader and the step count.
+#[derive(Debug)]
+pub struct Trainer {
+    params: ParamArena,
+    grads: Vec<f32>,
+    opt: AdamW,
+    acts: Activations,
+    data: DataLoader,
+    settings: TrainSettings,
+    step: u64,
+    /// Forward passes with dropout so far: each gets its own mask counters.
+    dropout_passes: u64,
+    history: History,
+}
+
+impl Trainer {
+    /// A new run of `params` on `tokens` (the training split).
+    pub fn new(params: ParamArena, tokens: Vec<u32>, settings: TrainSettings) -> Result<Trainer> {
+        if settings.grad_accum == 0 {
+            return Err(Error::Input("grad_accum must be at least 1".into()));
+        }
+        if settings.seq > params.config().n_ctx {
+            return Err(Error::Input(format!(
+                "sequence length {} exceeds the model's context of {}",
+                settings.seq,
+                params.config().n_ctx
+            )));
+        }
+        let data = DataLoader::new(tokens, settings.batch, settings.seq, settings.order)?;
+        Ok(Trainer {
+            grads: vec![0.0; params.len()],
+            opt: AdamW::new(&params, settings.adamw),
+            acts: Activations::new(params.config(), settings.batch, settings.seq),
+            data,
+            params,
+            settings,
+            step: 0,
+            dropout_passes: 0,
+            history: History::default(),
+        })
+    }
+
+    /// Continues the run saved in checkpoint `dir` on `tokens` (the same training split),
+    /// exactly where it stopped. `total_steps`, if given, replaces the planned length of
+    /// the run (the schedule's `total`), e.g. to train longer.
+    pub fn resume(dir: &Path, tokens: Vec<u32>, total_steps: Option<u64>) -> Result<Trainer> {
+        let state: TrainerState = checkpoint::read_json(&dir.join(checkpoint::STATE_FILE))?;
+        let params = checkpoint::read_params(dir)?;
+        let (m, v) = checkpoint::read_optimizer(dir)?;
+        let mut settings = state.settings;
+        if let Some(total) = total_steps {
+            settings.schedule.total = total;
+        }
+        let opt = AdamW::from_state(&params, settings.adamw, state.optimizer_steps, m, v)?;
+        let mut t = Trainer::new(params, tokens, settings)?;
+        t.opt = opt;
+        t.data.seek(state.data);
+        (t.step, t.dropout_passes, t.history) = (state.step, state.dropout_passes, state.history);
+        Ok(t)
+    }
+
+    /// Runs the kernels with another instruction set.
+    pub fn with_isa(mut self, isa: Isa) -> Trainer {
+        self.params = self.params.with_isa(isa);
+        self
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &ParamArena {
+        &self.params
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &TrainSettings {
+        &self.settings
+    }
+
+    /// Optimizer steps taken.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Losses so far.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The position of the next training batch.
+    pub fn data_position(&self) -> Position {
+        self.data.position()
+    }
+
+    /// One optimizer step (see the module docs).
+    pub fn step(&mut self) -> Result<StepStats> {
+        let s = &self.settings;
+        let (k, n) = (s.grad_accum, s.batch * s.seq);
+        let dloss = 1.0 / (k * n) as f32;
+        self.grads.fill(0.0);
+        let view = self.params.view()?;
+        let mut loss_sum = 0.0f64;
+        for _ in 0..k {
+            let (x, y) = self.data.next_batch();
+            let dropout = Dropout::from_config(view.config, s.seed, self.dropout_passes);
+            self.dropout_passes += 1;
+            view.forward_train(&mut self.acts, &x, &dropout)?;
+            let loss = view.backward(&mut self.acts, &x, &y, &dropout, dloss, &mut self.grads)?;
+            loss_sum += f64::from(loss);
+        }
+        let isa = view.isa;
+        let grad_norm = clip_grad_norm(isa, &mut self.grads, s.grad_clip)?;
+        let step = self.step + 1;
+        let lr = s.schedule.lr(step);
+        self.opt.step(isa, &mut self.params, &self.grads, lr)?;
+        self.step = step;
+        let loss = (loss_sum / k as f64) as f32;
+        self.history.train.push((step, loss));
+        Ok(StepStats {
+            step,
+            loss,
+            grad_norm,
+            lr,
+            tokens: k * n,
+        })
+    }
+
+    /// The loss on `tokens` (e.g. the validation split) without dropout, in batches of
+    /// the training (B, T); see [`eval::evaluate`].
+    pub fn evaluate(&mut self, tokens: &[u32], max_batches: Option<usize>) -> Result<Evaluation> {
+        let view = self.params.view()?;
+        eval::evaluate(&view, tokens, &mut self.acts, max_batches)
+    }
+
+    /// Records a validation loss at the current step (for the plot and checkpoints).
+    pub fn record_val(&mut self, loss: f32) {
+        self.history.val.push((self.step, loss));
+    }
+
+    /// Saves a checkpoint of the current step into `out` (see [`checkpoint`]); returns
+    /// its directory.
+    pub fn save(&self, out: &Path, tokenizer: &Tokenizer) -> Result<PathBuf> {
+        let state = TrainerState {
+            step: self.step,
+            optimizer_steps: self.opt.steps(),
+            data: self.data.position(),
+            dropout_passes: self.dropout_passes,
+            settings: self.settings.clone(),
+            history: self.history.clone(),
+        };
+        checkpoint::save_atomic(out, self.step, |dir| {
+            checkpoint::write_model_dir(dir, &self.params, tokenizer, SaveDType::F32)?;
+            let (m, v) = self.opt.moments();
+            checkpoint::write_optimizer(dir, m, v)?;
+            checkpoint::write_json(&dir.join(checkpoint::STATE_FILE), &state)
+        })
+    }
+}
