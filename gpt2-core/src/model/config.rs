@@ -126,19 +126,19 @@ impl Config {
         let hf: HfConfig = serde_json::from_str(&text)
             .map_err(|e| Error::format(path, format!("not a GPT-2 config.json: {e}")))?;
         let bad = |msg: String| Error::format(path, msg);
-        if let Some(act) = &hf.activation_function {
-            if !matches!(act.as_str(), "gelu_new" | "gelu_pytorch_tanh") {
-                return Err(bad(format!(
-                    "activation_function {act:?} is not supported (GPT-2 uses \"gelu_new\")"
-                )));
-            }
+        if let Some(act) = &hf.activation_function
+            && !matches!(act.as_str(), "gelu_new" | "gelu_pytorch_tanh")
+        {
+            return Err(bad(format!(
+                "activation_function {act:?} is not supported (GPT-2 uses \"gelu_new\")"
+            )));
         }
-        if let Some(eps) = hf.layer_norm_epsilon {
-            if (eps - 1e-5).abs() > 1e-12 {
-                return Err(bad(format!(
-                    "layer_norm_epsilon {eps} is not supported (GPT-2 uses 1e-5)"
-                )));
-            }
+        if let Some(eps) = hf.layer_norm_epsilon
+            && (eps - 1e-5).abs() > 1e-12
+        {
+            return Err(bad(format!(
+                "layer_norm_epsilon {eps} is not supported (GPT-2 uses 1e-5)"
+            )));
         }
         for (flag, name) in [
             (
