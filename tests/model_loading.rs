@@ -162,6 +162,7 @@ fn config_less_file_gives_the_same_logits_as_with_config() {
                 Dtype::F32,
                 s.shape.clone(),
                 t.to_vec_f32()
+                    .unwrap()
                     .iter()
                     .flat_map(|x| x.to_le_bytes())
                     .collect(),

@@ -29,7 +29,7 @@ const GPU: Device = Device::Cuda(0);
 fn round_trips() -> Result<()> {
     let t = iota(&[3, 5, 7]);
     for dtype in [DType::F32, DType::BF16, DType::F16] {
-        let host = t.to_dtype(dtype);
+        let host = t.to_dtype(dtype)?;
         let dev = host.to_device(GPU)?;
         if dev.device() != GPU || dev.dtype() != dtype || dev.shape() != host.shape() {
             return fail(format!(
@@ -40,10 +40,10 @@ fn round_trips() -> Result<()> {
             ));
         }
         let back = dev.to_device(Device::Cpu)?;
-        if back.device() != Device::Cpu || back.to_vec_f32() != host.to_vec_f32() {
+        if back.device() != Device::Cpu || back.to_vec_f32()? != host.to_vec_f32()? {
             return fail(format!("{dtype}: values changed on the round trip"));
         }
-        if dev.to_vec_f32() != host.to_vec_f32() {
+        if dev.to_vec_f32()? != host.to_vec_f32()? {
             return fail(format!("{dtype}: to_vec_f32 of the device tensor differs"));
         }
     }
@@ -55,24 +55,24 @@ fn views() -> Result<()> {
     // A non-contiguous host view goes up contiguous, in row-major order of the view.
     let p = t.permute(&[1, 0])?;
     let dev = p.to_device(GPU)?;
-    if !dev.is_contiguous() || dev.to_vec_f32() != p.to_vec_f32() {
+    if !dev.is_contiguous() || dev.to_vec_f32()? != p.to_vec_f32()? {
         return fail("permuted view uploaded wrongly".into());
     }
     // Views of a device tensor: a window, a transpose, made contiguous on the device.
     let d = t.to_device(GPU)?;
     let w = d.narrow(0, 1, 2)?.transpose(0, 1)?;
-    let c = w.contiguous();
+    let c = w.contiguous()?;
     if c.device() != GPU
         || !c.is_contiguous()
-        || c.to_vec_f32() != t.narrow(0, 1, 2)?.transpose(0, 1)?.to_vec_f32()
+        || c.to_vec_f32()? != t.narrow(0, 1, 2)?.transpose(0, 1)?.to_vec_f32()?
     {
         return fail("contiguous() of a device view".into());
     }
-    if w.to_device(Device::Cpu)?.to_vec_f32() != c.to_vec_f32() {
+    if w.to_device(Device::Cpu)?.to_vec_f32()? != c.to_vec_f32()? {
         return fail("to_device(Cpu) of a device view".into());
     }
-    let b = d.to_dtype(DType::BF16);
-    if b.device() != GPU || b.to_vec_f32() != t.to_dtype(DType::BF16).to_vec_f32() {
+    let b = d.to_dtype(DType::BF16)?;
+    if b.device() != GPU || b.to_vec_f32()? != t.to_dtype(DType::BF16)?.to_vec_f32()? {
         return fail("to_dtype on the device".into());
     }
     Ok(())
@@ -112,14 +112,15 @@ fn kernels_on_device_buffers() -> Result<()> {
         a.as_gpu_buf()?,
         b.as_gpu_buf()?,
     )?;
-    let want: Vec<f32> = iota(&[8, 16]).to_vec_f32().iter().map(|x| x + x).collect();
-    if out.to_vec_f32() != want {
+    let want: Vec<f32> = iota(&[8, 16]).to_vec_f32()?.iter().map(|x| x + x).collect();
+    if out.to_vec_f32()? != want {
         return fail("residual on tensors' device buffers".into());
     }
     // `b` shares `a`'s buffer: writing through `b` must copy first and leave `a` alone.
     let mut b = b;
     b.as_gpu_buf_mut::<f32>()?.fill_zero()?;
-    if a.to_vec_f32() != iota(&[8, 16]).to_vec_f32() || b.to_vec_f32().iter().any(|&x| x != 0.0) {
+    if a.to_vec_f32()? != iota(&[8, 16]).to_vec_f32()? || b.to_vec_f32()?.iter().any(|&x| x != 0.0)
+    {
         return fail("as_gpu_buf_mut did not copy shared storage".into());
     }
     Ok(())

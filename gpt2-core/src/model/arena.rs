@@ -12,7 +12,7 @@ use super::config::Config;
 use super::params::{ParamKind, ParamSlice, ParamSpec, Weights, param_specs};
 use super::{Gpt2, ModelView};
 use crate::error::{Error, Result};
-use crate::tensor::{DType, Tensor};
+use crate::tensor::Tensor;
 
 /// The parameters of a GPT-2 in one arena (see the module docs).
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ impl ParamArena {
                 (_, ParamKind::Matmul, WeightLayout::OutIn) => t.transpose(0, 1)?,
                 _ => t.clone(),
             };
-            let data = t.to_dtype(DType::F32).contiguous().to_vec_f32();
+            let data = t.to_vec_f32()?;
             arena.tensor_mut(i).copy_from_slice(&data);
         }
         Ok(arena.with_isa(model.isa()))

@@ -219,7 +219,7 @@ impl Gpt2 {
             if spec.name == "wte.weight" && dtype == DType::BF16 {
                 lm_head = Some(t.clone());
             }
-            params.push(if keep { t } else { t.to_dtype(DType::F32) });
+            params.push(if keep { t } else { t.to_dtype(DType::F32)? });
         }
         Gpt2::from_params(config, WeightLayout::InOut, params, lm_head)
     }
@@ -308,7 +308,7 @@ impl Gpt2 {
                 lm_head = Some(t.narrow(0, 0, v)?);
             }
             let keep = dtype == DType::F32 || spec.kind == ParamKind::Matmul;
-            params.push(if keep { t } else { t.to_dtype(DType::F32) });
+            params.push(if keep { t } else { t.to_dtype(DType::F32)? });
         }
         Gpt2::from_params(config, WeightLayout::OutIn, params, lm_head)
     }

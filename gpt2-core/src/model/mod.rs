@@ -161,14 +161,14 @@ impl Gpt2 {
         let specs = param_specs(&self.config, self.layout, self.params[0].shape()[0]);
         for (spec, t) in specs.iter().zip(self.params.iter_mut()) {
             if spec.kind == ParamKind::Matmul {
-                *t = t.to_dtype(DType::BF16);
+                *t = t.to_dtype(DType::BF16)?;
             }
         }
         if self.lm_head.is_none() {
             self.lm_head = Some(
                 self.params[0]
                     .narrow(0, 0, self.config.vocab_size)?
-                    .to_dtype(DType::BF16),
+                    .to_dtype(DType::BF16)?,
             );
         }
         Ok(self)

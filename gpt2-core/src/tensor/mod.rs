@@ -208,7 +208,7 @@ impl Tensor {
     fn to_cuda(&self, ordinal: usize) -> Result<Tensor> {
         use storage::cuda::CudaBuf;
         let gpu = storage::cuda::gpu(ordinal)?;
-        let host = self.to_host()?.contiguous();
+        let host = self.to_host()?.contiguous()?;
         let buf = match host.dtype() {
             DType::F32 => CudaBuf::F32(gpu.upload(host.as_slice::<f32>()?)?),
             DType::BF16 => CudaBuf::BF16(gpu.upload(host.as_slice::<bf16>()?)?),
@@ -220,27 +220,13 @@ impl Tensor {
         })
     }
 
-    /// `self` if its data is on the host, else a host copy. The infallible conversions
+    /// `self` if its data is on the host, else a host copy. The conversions
     /// (`to_vec_f32`, `contiguous`, `to_dtype`) of a GPU tensor go through here.
-    ///
-    /// # Panics
-    /// If the device fails during the copy (a CUDA error, not bad input: these signatures
-    /// cannot report it). Use [`Tensor::to_device`] to get a `Result` instead.
-    fn host(&self) -> Cow<'_, Tensor> {
-        match self.device() {
+    fn host(&self) -> Result<Cow<'_, Tensor>> {
+        Ok(match self.device() {
             Device::Cpu => Cow::Borrowed(self),
-            device => Cow::Owned(
-                self.to_host()
-                    .unwrap_or_else(|e| panic!("copying a tensor from {device}: {e}")),
-            ),
-        }
-    }
-
-    /// The device-side counterpart of [`Tensor::host`]: a host tensor moved (back) to
-    /// `device`. Same panics.
-    fn onto(self, device: Device) -> Tensor {
-        self.to_device(device)
-            .unwrap_or_else(|e| panic!("copying a tensor to {device}: {e}"))
+            _ => Cow::Owned(self.to_host()?),
+        })
     }
 
     /// Whether the view is row-major and gap-free.
@@ -281,19 +267,19 @@ impl Tensor {
     }
 
     /// A contiguous tensor with the same elements, on the same device: `self` if it
-    /// already is, else a copy (through the host for a GPU tensor; see `to_device`'s
-    /// errors, which panic here).
-    pub fn contiguous(&self) -> Tensor {
+    /// already is, else a copy (through the host for a GPU tensor, which fails with
+    /// [`Error::Device`] if the device does).
+    pub fn contiguous(&self) -> Result<Tensor> {
         if self.is_contiguous() {
-            return self.clone();
+            return Ok(self.clone());
         }
         self.copy_as(self.dtype())
     }
 
     /// The elements converted to `dtype` (rounding to nearest even), as a contiguous tensor
-    /// on the same device (through the host for a GPU tensor, which panics if the device
-    /// fails). Returns `self` unchanged when it already has that type and is contiguous.
-    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+    /// on the same device (through the host for a GPU tensor). Returns `self` unchanged
+    /// when it already has that type and is contiguous.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         if dtype == self.dtype() {
             return self.contiguous();
         }
@@ -301,19 +287,19 @@ impl Tensor {
     }
 
     /// A fresh contiguous copy in `dtype`, on the same device.
-    fn copy_as(&self, dtype: DType) -> Tensor {
-        let host = self.host();
+    fn copy_as(&self, dtype: DType) -> Result<Tensor> {
+        let host = self.host()?;
         let buf = match (host.dtype(), dtype) {
             (DType::F32, DType::F32) => OwnedBuf::F32(host.gather::<f32>()),
             (DType::BF16, DType::BF16) => OwnedBuf::BF16(host.gather::<bf16>()),
             (DType::F16, DType::F16) => OwnedBuf::F16(host.gather::<f16>()),
-            _ => OwnedBuf::from_f32_iter(dtype, host.to_vec_f32().into_iter()),
+            _ => OwnedBuf::from_f32_iter(dtype, host.to_vec_f32()?.into_iter()),
         };
         Tensor {
             storage: Arc::new(Storage::Owned(buf)),
             layout: Layout::contiguous(self.shape()),
         }
-        .onto(self.device())
+        .to_device(self.device())
     }
 
     /// The elements in row-major order, in their own type `T` (which must be the dtype);
@@ -329,14 +315,14 @@ impl Tensor {
     }
 
     /// The elements in row-major order, widened to f32 (works for any layout and dtype;
-    /// a GPU tensor is copied to the host, which panics if the device fails).
-    pub fn to_vec_f32(&self) -> Vec<f32> {
-        let host = self.host();
-        match host.dtype() {
+    /// a GPU tensor is copied to the host first).
+    pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
+        let host = self.host()?;
+        Ok(match host.dtype() {
             DType::F32 => host.gather::<f32>(),
             DType::BF16 => host.gather::<bf16>().into_iter().map(f32::from).collect(),
             DType::F16 => host.gather::<f16>().into_iter().map(f32::from).collect(),
-        }
+        })
     }
 
     /// An [`Error::Device`] unless the tensor is on the host.
@@ -396,7 +382,7 @@ impl Tensor {
         let whole =
             self.is_contiguous() && self.layout.offset() == 0 && self.numel() == self.storage.len();
         if !whole || Arc::get_mut(&mut self.storage).is_none() || self.is_mapped() {
-            *self = self.copy_as(T::DTYPE);
+            *self = self.copy_as(T::DTYPE)?;
         }
         match Arc::get_mut(&mut self.storage) {
             Some(Storage::Owned(buf)) => T::owned_slice_mut(buf)
@@ -510,7 +496,7 @@ mod tests {
         assert!(!p.is_contiguous());
         assert!(Arc::ptr_eq(&t.storage, &p.storage));
         assert_eq!(p.get(&[3, 1, 2]).unwrap(), t.get(&[1, 2, 3]).unwrap());
-        let c = p.contiguous();
+        let c = p.contiguous().unwrap();
         assert!(c.is_contiguous());
         assert_eq!(c.as_slice::<f32>().unwrap()[..4], [0.0, 4.0, 8.0, 12.0]);
         assert!(p.as_slice::<f32>().is_err());
@@ -525,18 +511,18 @@ mod tests {
             &[3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
         );
         let col = t.narrow(1, 1, 1).unwrap();
-        assert_eq!(col.to_vec_f32(), vec![1.0, 4.0, 7.0, 10.0]);
+        assert_eq!(col.to_vec_f32().unwrap(), vec![1.0, 4.0, 7.0, 10.0]);
     }
 
     #[test]
     fn dtype_round_trips_and_errors() {
         let t = Tensor::from_vec(vec![1.0f32, -2.5, 3.0e-3, 65504.0], &[4]).unwrap();
-        let b = t.to_dtype(DType::BF16);
+        let b = t.to_dtype(DType::BF16).unwrap();
         assert_eq!(b.dtype(), DType::BF16);
         assert_eq!(b.as_slice::<bf16>().unwrap()[1], bf16::from_f32(-2.5));
         assert!(b.as_slice::<f32>().is_err());
-        let h = t.to_dtype(DType::F16);
-        assert_eq!(h.to_vec_f32()[3], 65504.0);
+        let h = t.to_dtype(DType::F16).unwrap();
+        assert_eq!(h.to_vec_f32().unwrap()[3], 65504.0);
         assert!(Tensor::from_vec(vec![1.0f32; 5], &[2, 3]).is_err());
     }
 
@@ -545,8 +531,8 @@ mod tests {
         let a = iota(&[3]);
         let mut b = a.clone();
         b.as_slice_mut::<f32>().unwrap()[0] = 42.0;
-        assert_eq!(a.to_vec_f32(), vec![0.0, 1.0, 2.0]);
-        assert_eq!(b.to_vec_f32(), vec![42.0, 1.0, 2.0]);
+        assert_eq!(a.to_vec_f32().unwrap(), vec![0.0, 1.0, 2.0]);
+        assert_eq!(b.to_vec_f32().unwrap(), vec![42.0, 1.0, 2.0]);
         assert!(b.as_slice_mut::<bf16>().is_err());
     }
 
@@ -562,7 +548,7 @@ mod tests {
         let map = Arc::new(unsafe { Mmap::map(f.as_file()) }.unwrap());
         let unaligned = Tensor::from_mmap(map.clone(), 1, DType::F32, &[3]).unwrap();
         assert!(!unaligned.is_mapped());
-        assert_eq!(unaligned.to_vec_f32(), vals);
+        assert_eq!(unaligned.to_vec_f32().unwrap(), vals);
         let aligned = Tensor::from_mmap(map.clone(), 4, DType::F32, &[2]).unwrap();
         assert!(aligned.is_mapped());
         assert!(Tensor::from_mmap(map, 8, DType::F32, &[3]).is_err());
@@ -599,8 +585,8 @@ mod tests {
             other => panic!("expected Error::Device, got {other:?}"),
         }
         assert_eq!(
-            t.to_device(Device::Cpu).unwrap().to_vec_f32(),
-            t.to_vec_f32()
+            t.to_device(Device::Cpu).unwrap().to_vec_f32().unwrap(),
+            t.to_vec_f32().unwrap()
         );
         assert_eq!(t.device(), Device::Cpu);
     }
