@@ -1,6 +1,6 @@
 //! Causal self-attention at GPT-2 124M's shape (B = 4, 12 heads × 64), forward and
-//! backward: our flash kernels (on 1 and 2 threads) beside the materialised version,
-//! as GFLOP/s and as the ratio of medians.
+//! backward: our flash kernels beside the materialised version built on our own GEMM,
+//! each on 1 and 2 threads, as GFLOP/s and as the ratio of medians.
 //!
 //! ```text
 //! cargo bench --bench attention -- --warm-up-time 1 --measurement-time 3
@@ -13,17 +13,19 @@
 //! backward's recomputation of `Q·Kᵀ` is not counted, so both columns count the same
 //! useful work and the ratio is the ratio of times).
 //!
-//! The materialised peer is `attention::reference` (the full `(T, T)` scores per batch
-//! and head, softmax, then `att·V`; scalar loops on one thread). Issue 6 wants it built
-//! on our GEMM (`cpu::matmul`), which lands separately: swap it in there, and the ratio
-//! becomes the one the issue's target refers to.
+//! The materialised peer ([`materialised`]) is what a framework does without a fused
+//! kernel (PyTorch's eager GPT-2): per (batch, head), `S = Q·Kᵀ` with our BLIS GEMM
+//! (`cpu::matmul::gemm`, strided views, no copies), scale, mask the future with −∞, row
+//! softmax (our SIMD kernel), `O = P·V` with the GEMM; it keeps `P` (B·NH·T·T floats)
+//! for its backward, which runs the four GEMMs and the softmax backward. Heads run in
+//! parallel and each GEMM is itself parallel. Before timing, both are checked to agree.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use gpt2::gpt2_kernels::cpu::attention::{self, reference};
+use gpt2::gpt2_kernels::cpu::attention;
 use gpt2::gpt2_kernels::cpu::simd::Isa;
 use gpt2::gpt2_kernels::rng::Rng;
 
@@ -113,6 +115,7 @@ fn bench(
 
 fn main() {
     let mut c = Criterion::default().configure_from_args();
+    check_peer();
     let isa = Isa::best();
     let pools: Vec<(usize, rayon::ThreadPool)> = [1, 2]
         .into_iter()
@@ -156,22 +159,22 @@ fn main() {
                         .expect("backward")
                 },
             );
+            let mut peer = materialised::Peer::new(t);
+            bench(
+                &mut c,
+                &medians,
+                ("forward", t, format!("materialised_{n}t")),
+                pool,
+                || peer.forward(isa, &mut o, qkv),
+            );
+            bench(
+                &mut c,
+                &medians,
+                ("backward", t, format!("materialised_{n}t")),
+                pool,
+                || peer.backward(isa, &mut dqkv, dout, qkv),
+            );
         }
-        let single = &pools[0].1;
-        bench(
-            &mut c,
-            &medians,
-            ("forward", t, "materialised".into()),
-            single,
-            || reference::forward(&mut o, &mut l, qkv, B, t, NH).expect("forward"),
-        );
-        bench(
-            &mut c,
-            &medians,
-            ("backward", t, "materialised".into()),
-            single,
-            || reference::backward(&mut dqkv, dout, qkv, out, lse, B, t, NH).expect("backward"),
-        );
     }
     c.final_summary();
     report(&medians.borrow(), isa);
@@ -189,27 +192,188 @@ fn report(medians: &[(&'static str, usize, String, f64)], isa: Isa) {
         "\nattention, B={B}, {NH} heads x {HS}, causal, {isa} (GFLOP/s of medians; speed-up = time ratio)"
     );
     println!(
-        "| pass | T | flash 1 thread | flash 2 threads | materialised | speed-up 1t | speed-up 2t |"
+        "| pass | T | flash 1t | materialised 1t | speed-up 1t | flash 2t | materialised 2t | speed-up 2t |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for d in ["forward", "backward"] {
         for t in TS {
-            let (Some(f1), Some(f2), Some(m)) = (
+            let (Some(f1), Some(f2), Some(m1), Some(m2)) = (
                 find(d, t, "flash_1t"),
                 find(d, t, "flash_2t"),
-                find(d, t, "materialised"),
+                find(d, t, "materialised_1t"),
+                find(d, t, "materialised_2t"),
             ) else {
                 continue;
             };
             let g = |s: f64| flops(d, t) / s / 1e9;
             println!(
-                "| {d} | {t} | {:.1} | {:.1} | {:.2} | {:.1}x | {:.1}x |",
+                "| {d} | {t} | {:.1} | {:.1} | {:.2}x | {:.1} | {:.1} | {:.2}x |",
                 g(f1),
+                g(m1),
+                m1 / f1,
                 g(f2),
-                g(m),
-                m / f1,
-                m / f2
+                g(m2),
+                m2 / f2
             );
+        }
+    }
+}
+
+/// Runs both implementations on one small case and checks that they agree (outputs and
+/// gradients within 1e-4 relative to the largest value), so the timed peer is a real
+/// attention.
+fn check_peer() {
+    let (isa, t) = (Isa::best(), 96);
+    let x = Inputs::new(t);
+    let mut peer = materialised::Peer::new(t);
+    let mut o = vec![0.0; x.out.len()];
+    peer.forward(isa, &mut o, &x.qkv);
+    assert_close("forward", &o, &x.out);
+    let (mut d_flash, mut d_peer) = (vec![0.0; x.qkv.len()], vec![0.0; x.qkv.len()]);
+    attention::backward(isa, &mut d_flash, &x.dout, &x.qkv, &x.out, &x.lse, B, t, NH)
+        .expect("backward");
+    peer.backward(isa, &mut d_peer, &x.dout, &x.qkv);
+    assert_close("backward", &d_peer, &d_flash);
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32]) {
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(
+        err <= 1e-4 * scale,
+        "materialised {what} differs from flash: max |a-b| = {err}, max |b| = {scale}"
+    );
+}
+
+/// Attention as separate GEMMs and a softmax over materialised `(T, T)` scores.
+mod materialised {
+    use super::{B, C, HS, NH};
+    use gpt2::gpt2_kernels::cpu::matmul::{self, Epilogue, MatMut, MatRef};
+    use gpt2::gpt2_kernels::cpu::simd::Isa;
+    use gpt2::gpt2_kernels::cpu::softmax;
+    use rayon::prelude::*;
+
+    /// Buffers for one T: the probabilities `P` (B·NH, T, T) kept by the forward, and
+    /// per-head outputs (B·NH, T, HS) before they are scattered into `(B, T, C)`.
+    pub struct Peer {
+        t: usize,
+        p: Vec<f32>,
+        heads: Vec<f32>,
+        dheads: Vec<f32>, // (B·NH, 3, T, HS): dQ, dK, dV of each head
+    }
+
+    /// `Q`, `K` or `V` (which = 0, 1, 2) of head `bh` as a (T, HS) view of `qkv` (B, T, 3C).
+    fn view(qkv: &[f32], t: usize, bh: usize, which: usize) -> MatRef<'_> {
+        let (b, h) = (bh / NH, bh % NH);
+        MatRef::new(&qkv[b * t * 3 * C + which * C + h * HS..], 3 * C, 1)
+    }
+
+    fn gemm(
+        isa: Isa,
+        (m, n, k): (usize, usize, usize),
+        a: MatRef<'_>,
+        b: MatRef<'_>,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        let c = MatMut::new(c, ldc);
+        matmul::gemm(isa, m, n, k, a, b, c, false, Epilogue::default()).expect("gemm");
+    }
+
+    impl Peer {
+        pub fn new(t: usize) -> Peer {
+            Peer {
+                t,
+                p: vec![0.0; B * NH * t * t],
+                heads: vec![0.0; B * NH * t * HS],
+                dheads: vec![0.0; B * NH * 3 * t * HS],
+            }
+        }
+
+        /// `out` (B, T, C) = causal attention of `qkv` (B, T, 3C); keeps `P`.
+        pub fn forward(&mut self, isa: Isa, out: &mut [f32], qkv: &[f32]) {
+            let t = self.t;
+            let scale = 1.0 / (HS as f32).sqrt();
+            self.p
+                .par_chunks_mut(t * t)
+                .zip(self.heads.par_chunks_mut(t * HS))
+                .enumerate()
+                .for_each_init(
+                    || vec![0.0f32; t * t],
+                    |s, (bh, (p, o))| {
+                        // S (T, T) = Q · Kᵀ, scaled, the future masked.
+                        let (q, k, v) = (
+                            view(qkv, t, bh, 0),
+                            view(qkv, t, bh, 1),
+                            view(qkv, t, bh, 2),
+                        );
+                        gemm(isa, (t, t, HS), q, k.t(), s, t);
+                        for (i, row) in s.chunks_exact_mut(t).enumerate() {
+                            row[..=i].iter_mut().for_each(|x| *x *= scale);
+                            row[i + 1..].fill(f32::NEG_INFINITY);
+                        }
+                        softmax::forward(isa, p, s, t).expect("softmax");
+                        // O (T, HS) = P · V.
+                        gemm(isa, (t, HS, t), MatRef::row_major(p, t), v, o, HS);
+                    },
+                );
+            // (B·NH, T, HS) → (B, T, C).
+            for (bh, o) in self.heads.chunks_exact(t * HS).enumerate() {
+                let (b, h) = (bh / NH, bh % NH);
+                for (i, row) in o.chunks_exact(HS).enumerate() {
+                    let at = (b * t + i) * C + h * HS;
+                    out[at..at + HS].copy_from_slice(row);
+                }
+            }
+        }
+
+        /// `dqkv += ∂out/∂qkv · dout` (dout (B, T, C)) from the `P` of the last forward.
+        pub fn backward(&mut self, isa: Isa, dqkv: &mut [f32], dout: &[f32], qkv: &[f32]) {
+            let t = self.t;
+            let scale = 1.0 / (HS as f32).sqrt();
+            self.p
+                .par_chunks(t * t)
+                .zip(self.dheads.par_chunks_mut(3 * t * HS))
+                .enumerate()
+                .for_each_init(
+                    || (vec![0.0f32; t * t], vec![0.0f32; t * t]),
+                    |(dp, ds), (bh, (probs, d))| {
+                        let (b, h) = (bh / NH, bh % NH);
+                        let (q, k, v) = (
+                            view(qkv, t, bh, 0),
+                            view(qkv, t, bh, 1),
+                            view(qkv, t, bh, 2),
+                        );
+                        let dout = MatRef::new(&dout[b * t * C + h * HS..], C, 1);
+                        let p = MatRef::row_major(probs, t);
+                        let (dq, rest) = d.split_at_mut(t * HS);
+                        let (dk, dv) = rest.split_at_mut(t * HS);
+                        // dP = dO · Vᵀ; dV = Pᵀ · dO.
+                        gemm(isa, (t, t, HS), dout, v.t(), dp, t);
+                        gemm(isa, (t, HS, t), p.t(), dout, dv, HS);
+                        // dS = softmax'(P) · dP, times the scale of the scores.
+                        ds.fill(0.0);
+                        softmax::backward(isa, ds, probs, dp, t).expect("softmax");
+                        ds.iter_mut().for_each(|x| *x *= scale);
+                        // dQ = dS · K; dK = dSᵀ · Q.
+                        let dsm = MatRef::row_major(&ds[..], t);
+                        gemm(isa, (t, HS, t), dsm, k, dq, HS);
+                        gemm(isa, (t, HS, t), dsm.t(), q, dk, HS);
+                    },
+                );
+            // (B·NH, 3, T, HS) → (B, T, 3C), accumulating.
+            for (bh, d) in self.dheads.chunks_exact(3 * t * HS).enumerate() {
+                let (b, h) = (bh / NH, bh % NH);
+                for (which, part) in d.chunks_exact(t * HS).enumerate() {
+                    for (i, row) in part.chunks_exact(HS).enumerate() {
+                        let at = (b * t + i) * 3 * C + which * C + h * HS;
+                        dqkv[at..at + HS]
+                            .iter_mut()
+                            .zip(row)
+                            .for_each(|(a, x)| *a += x);
+                    }
+                }
+            }
         }
     }
 }

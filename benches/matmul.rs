@@ -31,6 +31,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode};
+use gpt2::gpt2_kernels::cpu::machine;
 use gpt2::gpt2_kernels::cpu::matmul::{self, Epilogue, MatMut, MatRef, Weight, WeightLayout};
 use gpt2::gpt2_kernels::cpu::simd::Isa;
 use half::bf16;
@@ -189,8 +190,11 @@ fn child(threads: usize) {
         isa: Isa::best(),
         recorded: Vec::new(),
     };
-    let peak = ch.pool.install(|| fma_peak(threads));
-    let bandwidth = ch.pool.install(memory_bandwidth);
+    let peak = ch
+        .pool
+        .install(machine::fma_peak_gflops)
+        .unwrap_or(f64::NAN);
+    let bandwidth = ch.pool.install(machine::read_bandwidth_gbs);
     eprintln!(
         "{threads} thread(s): FMA peak {peak:.1} GFLOP/s, read bandwidth {bandwidth:.1} GB/s"
     );
@@ -399,7 +403,7 @@ fn decode_benches(ch: &mut Child, c: &mut Criterion, k: usize, n: usize) {
     // The yardstick: a plain streaming read of the same buffers, just before.
     ch.bench(c, (1, k, n), "read", || {
         next = (next + 1) % weights.len();
-        std::hint::black_box(stream_sum(&weights[next]));
+        std::hint::black_box(machine::stream_sum(&weights[next]));
     });
     for (layout, name) in [
         (WeightLayout::InOut, "ours"),
@@ -445,79 +449,6 @@ fn decode_benches(ch: &mut Child, c: &mut Criterion, k: usize, n: usize) {
         next = (next + 1) % weights.len();
         peer_matrixmultiply((1, k, n), &x, &weights[next], &mut out)
     });
-}
-
-/// The machine's f32 FMA peak with `threads` threads, in GFLOP/s: each thread runs a
-/// register-only loop of independent 8-lane FMAs (12 chains hide the 4-cycle latency
-/// on 2 pipes). Best of 5.
-fn fma_peak(threads: usize) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(isa) = Isa::avx2() {
-        let iters = 20_000_000;
-        let best = (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                rayon::broadcast(|_| {
-                    assert!(isa.is_avx2());
-                    // SAFETY: `Isa::avx2` returned Some: the CPU has AVX2 and FMA.
-                    std::hint::black_box(unsafe { fma_loop(iters) });
-                });
-                t.elapsed().as_secs_f64()
-            })
-            .fold(f64::MAX, f64::min);
-        return (threads * iters * 12 * 8 * 2) as f64 / best / 1e9;
-    }
-    let _ = threads;
-    f64::NAN
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn fma_loop(iters: usize) -> f32 {
-    use std::arch::x86_64::*;
-    let x = _mm256_set1_ps(std::hint::black_box(0.999_999));
-    let y = _mm256_set1_ps(std::hint::black_box(1e-7));
-    let mut acc = [_mm256_set1_ps(1.0); 12];
-    for _ in 0..iters {
-        for a in &mut acc {
-            *a = _mm256_fmadd_ps(*a, x, y);
-        }
-    }
-    let s = acc
-        .iter()
-        .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
-    _mm256_cvtss_f32(s)
-}
-
-/// Streaming read bandwidth of the current pool, in GB/s: the threads sum a 512 MiB
-/// buffer (16× L3). Best of 5.
-fn memory_bandwidth() -> f64 {
-    let buf = vec![1f32; 128 << 20];
-    let best = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            std::hint::black_box(stream_sum(&buf));
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::MAX, f64::min);
-    (buf.len() * 4) as f64 / best / 1e9
-}
-
-/// Sums `buf` on the current pool, in 256 KiB chunks: a pure streaming read.
-fn stream_sum(buf: &[f32]) -> f32 {
-    use rayon::prelude::*;
-    buf.par_chunks(1 << 16)
-        .map(|ch| {
-            // 32 independent lanes: the compiler keeps them in 4 vector registers.
-            let mut acc = [0f32; 32];
-            for v in ch.chunks_exact(32) {
-                for (a, x) in acc.iter_mut().zip(v) {
-                    *a += x;
-                }
-            }
-            acc.iter().sum::<f32>()
-        })
-        .sum()
 }
 
 /// Reads the children's TSVs and writes the markdown tables and the SVG plot.

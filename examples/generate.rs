@@ -74,6 +74,10 @@ struct Args {
     /// Convert matmul weights to bf16 (f32 accumulation): half the memory traffic per token.
     #[arg(long)]
     bf16: bool,
+    /// At the end, print a per-op table to stderr: calls, time, share, GFLOP/s, GB/s and
+    /// % of the machine's roofline (measured then, about a second).
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -213,6 +217,7 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
         },
     };
 
+    gpt2::gpt2_core::profile::enable(args.profile);
     let t1 = Instant::now();
     let view = model.view()?;
     let mut generation = generate(view, Some(&tokenizer), &prompt_ids, opts)?;
@@ -236,6 +241,7 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
         }
     }
     let decode_s = t2.elapsed().as_secs_f64();
+    let wall_s = t1.elapsed().as_secs_f64();
     if args.emit_ids {
         writeln!(out, "{}", ids.join(" "))?;
     } else {
@@ -274,6 +280,11 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
     );
     if let Some(mib) = peak_rss_mib() {
         eprintln!("peak memory: {mib:.0} MiB");
+    }
+    if args.profile {
+        let profile = gpt2::gpt2_core::profile::take();
+        let machine = gpt2::gpt2_core::profile::Machine::measure();
+        eprintln!("\n{}", profile.table(wall_s, &machine));
     }
     Ok(())
 }

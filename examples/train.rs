@@ -24,6 +24,7 @@ use std::time::Instant;
 use clap::{Parser, ValueEnum};
 use gpt2::gpt2_core::generate::{GenerateOptions, generate};
 use gpt2::gpt2_core::model::{Config, Gpt2, ParamArena, find_in_hf_cache};
+use gpt2::gpt2_core::profile;
 use gpt2::gpt2_core::sample::SamplingParams;
 use gpt2::gpt2_core::train::checkpoint::{self, SaveDType};
 use gpt2::gpt2_core::train::data::{self, Order};
@@ -149,6 +150,11 @@ struct Args {
     /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// At the end, print a per-op table of the training steps (evaluation and samples
+    /// excluded) to stderr: calls, time, share of the step, GFLOP/s, GB/s and % of the
+    /// machine's roofline (measured then, about a second).
+    #[arg(long)]
+    profile: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -375,8 +381,13 @@ fn train(args: &Args) -> Result<(), BoxError> {
     let t0 = Instant::now();
     let mut tokens_done = 0usize;
     let mut last_saved = None;
+    let mut step_s = 0.0;
     while trainer.step_count() < total {
+        profile::enable(args.profile);
+        let t = Instant::now();
         let st = trainer.step()?;
+        step_s += t.elapsed().as_secs_f64();
+        profile::enable(false);
         tokens_done += st.tokens;
         writeln!(stdout.lock(), "step {} train_loss {:.6}", st.step, st.loss)?;
         let tok_s = tokens_done as f64 / t0.elapsed().as_secs_f64();
@@ -440,6 +451,10 @@ fn train(args: &Args) -> Result<(), BoxError> {
         t0.elapsed().as_secs_f64(),
         tokens_done as f64 / t0.elapsed().as_secs_f64()
     );
+    if args.profile {
+        let machine = profile::Machine::measure();
+        eprintln!("\n{}", profile::take().table(step_s, &machine));
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use gpt2_tokenizer::{StreamDecoder, Tokenizer};
 
 use crate::error::{Error, Result};
 use crate::model::{KvCache, ModelView, Segment};
+use crate::profile::{self, Work};
 use crate::sample::{Sampler, SamplingParams};
 
 /// What to do when the prompt plus the new tokens do not fit the context.
@@ -195,7 +196,9 @@ impl Generation<'_> {
         self.next_logits[vocab..]
             .iter_mut()
             .for_each(|l| *l = f32::NEG_INFINITY);
-        let id = self.sampler.sample(&mut self.next_logits, &self.history)?;
+        let work = Work::bytes(4 * self.next_logits.len());
+        let (sampler, logits, history) = (&mut self.sampler, &mut self.next_logits, &self.history);
+        let id = profile::op("sample", work, || sampler.sample(logits, history))?;
         self.history.push(id);
         self.produced += 1;
         let text = match self.decoder.as_mut() {

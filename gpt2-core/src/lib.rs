@@ -15,6 +15,7 @@
 mod error;
 pub mod generate;
 pub mod model;
+pub mod profile;
 pub mod sample;
 pub mod tensor;
 pub mod train;

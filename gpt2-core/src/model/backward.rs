@@ -26,6 +26,7 @@ use super::dropout::{Dropout, LayerSites, Site};
 use super::forward::{check_acts, mean};
 use super::params::{BlockWeights, PARAMS_PER_BLOCK, ParamSpec, param_specs};
 use crate::error::{Error, Result};
+use crate::profile::{self, Work};
 
 /// The gradients of one block's parameters, in [`BlockWeights`] order.
 struct BlockGrads<'a> {
@@ -144,35 +145,32 @@ impl ModelView<'_> {
         let mut gb = a.grads;
 
         // Loss → dlogits, in place.
-        crossentropy::forward_backward(isa, a.losses, a.logits, targets, v, dloss)?;
+        // Reads the logits, writes dlogits in place.
+        let work = Work::bytes(2 * 4 * a.logits.len());
+        profile::op("crossentropy fwd+bwd", work, || {
+            crossentropy::forward_backward(isa, a.losses, a.logits, targets, v, dloss)
+        })?;
         // The tied LM head: logits = lnf · wteᵀ, so dW lands in wte's first V rows.
         gb.dln.fill(0.0);
         let dwte_head = &mut g.wte[..v * c];
         let fin = &a.fin;
         let (dlogits, lnf) = (&*a.logits, &*fin.lnf);
-        matmul::backward(
-            isa,
-            Some(gb.dln),
-            Some(dwte_head),
-            None,
-            dlogits,
-            lnf,
-            w.lm_head,
-            c,
-            v,
-        )?;
+        let work = Work::matmul_backward(b * t, c, v, &w.lm_head);
+        profile::op("lm_head bwd", work, || {
+            let (dx, dw) = (Some(&mut *gb.dln), Some(dwte_head));
+            matmul::backward(isa, dx, dw, None, dlogits, lnf, w.lm_head, c, v)
+        })?;
         gb.dres.fill(0.0);
         let x_last = a.residual3.last().map_or(&*a.encoded, |r| &**r);
-        layernorm::backward(
+        let stats = (&*fin.lnf_mean, &*fin.lnf_rstd);
+        layernorm_backward(
             isa,
             gb.dres,
-            g.ln_f_w,
-            g.ln_f_b,
+            (g.ln_f_w, g.ln_f_b),
             gb.dln,
             x_last,
             w.ln_f_w,
-            fin.lnf_mean,
-            fin.lnf_rstd,
+            stats,
         )?;
 
         for l in (0..cfg.n_layer).rev() {
@@ -191,7 +189,10 @@ impl ModelView<'_> {
         }
 
         let demb = branch_grad(isa, gb.dres, sites.embd, a.branch)?;
-        embedding::backward(isa, g.wte, g.wpe, demb, tokens, positions, c)?;
+        // Reads a row of demb, updates a wte row and a wpe row, per token.
+        profile::op("embedding bwd", Work::bytes(5 * 4 * demb.len()), || {
+            embedding::backward(isa, g.wte, g.wpe, demb, tokens, positions, c)
+        })?;
         Ok(mean(a.losses))
     }
 
@@ -222,21 +223,21 @@ impl ModelView<'_> {
             (f, c),
         )?;
         gb.dfch.fill(0.0);
-        gelu::backward(isa, gb.dfch, a.fch, gb.dfch_gelu)?;
+        profile::op("gelu bwd", Work::bytes(3 * 4 * a.fch.len()), || {
+            gelu::backward(isa, gb.dfch, a.fch, gb.dfch_gelu)
+        })?;
         let fc_grads = (&mut *g.c_fc_w, &mut *g.c_fc_b);
         linear_backward(isa, gb.dln, fc_grads, gb.dfch, a.ln2, bw.c_fc_w, (c, f))?;
-        let (ln2_w, ln2_b) = (&mut *g.ln_2_w, &mut *g.ln_2_b);
-        let (mean2, rstd2) = (&*a.ln2_mean, &*a.ln2_rstd);
-        layernorm::backward(
+        let ln2_grads = (&mut *g.ln_2_w, &mut *g.ln_2_b);
+        let stats = (&*a.ln2_mean, &*a.ln2_rstd);
+        layernorm_backward(
             isa,
             gb.dres,
-            ln2_w,
-            ln2_b,
+            ln2_grads,
             gb.dln,
             a.residual2,
             bw.ln_2_w,
-            mean2,
-            rstd2,
+            stats,
         )?;
         // Attention branch: residual2 = x + drop(attproj).
         let dattproj = branch_grad(isa, gb.dres, layer.sites.attn_branch, branch)?;
@@ -251,17 +252,19 @@ impl ModelView<'_> {
             (c, c),
         )?;
         gb.dqkv.fill(0.0);
-        attention::backward_train(
-            isa,
-            gb.dqkv,
-            gb.datty,
-            a.qkv,
-            a.atty,
-            a.lse,
-            b,
-            t,
-            nh,
-            layer.sites.attn,
+        // Causal: four (T, T)·(T, HS) products over half the square.
+        let flops = (b * nh) as f64 * 4.0 * (t * t * (c / nh)) as f64;
+        let bytes = 4 * (2 * a.qkv.len() + 2 * a.atty.len());
+        profile::op(
+            "attention bwd",
+            Work {
+                flops,
+                bytes: bytes as f64,
+            },
+            || {
+                let (dqkv, datty, p) = (&mut *gb.dqkv, &*gb.datty, layer.sites.attn);
+                attention::backward_train(isa, dqkv, datty, a.qkv, a.atty, a.lse, b, t, nh, p)
+            },
         )?;
         // The key bias shifts every score of a row by the same q·b_k, which the softmax
         // ignores: its gradient is exactly zero. The kernels' sum of dK is zero only up
@@ -279,11 +282,9 @@ impl ModelView<'_> {
             (c, 3 * c),
         )?;
         g.c_attn_b[c..2 * c].copy_from_slice(&key_bias);
-        let (ln1_w, ln1_b) = (&mut *g.ln_1_w, &mut *g.ln_1_b);
-        let (mean1, rstd1) = (&*a.ln1_mean, &*a.ln1_rstd);
-        layernorm::backward(
-            isa, gb.dres, ln1_w, ln1_b, gb.dln, layer.x, bw.ln_1_w, mean1, rstd1,
-        )?;
+        let ln1_grads = (&mut *g.ln_1_w, &mut *g.ln_1_b);
+        let stats = (&*a.ln1_mean, &*a.ln1_rstd);
+        layernorm_backward(isa, gb.dres, ln1_grads, gb.dln, layer.x, bw.ln_1_w, stats)?;
         Ok(())
     }
 }
@@ -308,7 +309,28 @@ fn linear_backward(
     (k, n): (usize, usize),
 ) -> Result<()> {
     dinp.fill(0.0);
-    matmul::backward(isa, Some(dinp), Some(dw), Some(db), dout, inp, w, k, n)?;
+    let work = Work::matmul_backward(inp.len() / k, k, n, &w);
+    profile::op("matmul bwd", work, || {
+        matmul::backward(isa, Some(dinp), Some(dw), Some(db), dout, inp, w, k, n)
+    })?;
+    Ok(())
+}
+
+/// `dx += ∂ layernorm(x) / ∂x · dout`, `(dw, db) +=` the weight and bias gradients,
+/// from the forward's row `(mean, rstd)`.
+fn layernorm_backward(
+    isa: Isa,
+    dx: &mut [f32],
+    (dw, db): (&mut [f32], &mut [f32]),
+    dout: &[f32],
+    x: &[f32],
+    w: &[f32],
+    (mean, rstd): (&[f32], &[f32]),
+) -> Result<()> {
+    // Reads x and dout, updates dx.
+    profile::op("layernorm bwd", Work::bytes(4 * 4 * x.len()), || {
+        layernorm::backward(isa, dx, dw, db, dout, x, w, mean, rstd)
+    })?;
     Ok(())
 }
 
@@ -324,7 +346,9 @@ fn branch_grad<'s>(
         None => Ok(dout),
         Some(s) => {
             scratch.fill(0.0);
-            dropout::backward(isa, scratch, dout, s.p, s.seed, s.offset)?;
+            profile::op("dropout bwd", Work::bytes(2 * 4 * dout.len()), || {
+                dropout::backward(isa, scratch, dout, s.p, s.seed, s.offset)
+            })?;
             Ok(scratch)
         }
     }

@@ -16,6 +16,7 @@ use super::config::Config;
 use super::dropout::{Dropout, LayerSites, Site};
 use super::params::BlockWeights;
 use crate::error::{Error, Result};
+use crate::profile::{self, Work};
 
 /// Keys and values of every layer for a fixed set of sequences, allocated once up to
 /// `n_ctx` positions: `k`, `v` are (L, S, maxT, C).
@@ -255,14 +256,12 @@ impl ModelView<'_> {
             self.block(bw, l, &mut Attn::Full { b, t }, x, la, rest[0], Some(drop))?;
         }
         let x = residual3.last().map_or(&*encoded, |r| &**r);
-        layernorm::forward(
-            self.isa,
+        self.layernorm(
             fin.lnf,
             fin.lnf_mean,
             fin.lnf_rstd,
             x,
-            self.weights.ln_f_w,
-            self.weights.ln_f_b,
+            (self.weights.ln_f_w, self.weights.ln_f_b),
         )?;
         self.lm_head(logits, fin.lnf)
     }
@@ -273,14 +272,21 @@ impl ModelView<'_> {
         check_acts(self.config, acts)?;
         let (_, a) = acts.split();
         let v = self.config.vocab_size;
-        crossentropy::forward(self.isa, a.losses, a.logits, targets, v)?;
+        let work = Work::bytes(4 * a.logits.len());
+        profile::op("crossentropy fwd", work, || {
+            crossentropy::forward(self.isa, a.losses, a.logits, targets, v)
+        })?;
         Ok(mean(a.losses))
     }
 
     /// logits (M, V) = `ln` (M, C) · lm_headᵀ.
     fn lm_head(&self, logits: &mut [f32], ln: &[f32]) -> Result<()> {
         let (c, v) = (self.config.n_embd, self.config.vocab_size);
-        matmul::forward(self.isa, logits, ln, self.weights.lm_head, None, c, v)?;
+        let w = self.weights.lm_head;
+        let work = Work::matmul(ln.len() / c, c, v, &w);
+        profile::op("lm_head fwd", work, || {
+            matmul::forward(self.isa, logits, ln, w, None, c, v)
+        })?;
         Ok(())
     }
 
@@ -294,13 +300,15 @@ impl ModelView<'_> {
         branch: &mut [f32],
     ) -> Result<()> {
         let (w, isa, c) = (&self.weights, self.isa, self.config.n_embd);
-        match site {
-            None => embedding::forward(isa, x, tokens, positions, w.wte, w.wpe, c)?,
+        // Reads a wte row and a wpe row, writes a row of x, per token.
+        let work = Work::bytes(3 * 4 * x.len());
+        profile::op("embedding fwd", work, || match site {
+            None => embedding::forward(isa, x, tokens, positions, w.wte, w.wpe, c),
             Some(s) => {
                 embedding::forward(isa, branch, tokens, positions, w.wte, w.wpe, c)?;
-                dropout::forward(isa, x, branch, s.p, s.seed, s.offset)?;
+                dropout::forward(isa, x, branch, s.p, s.seed, s.offset)
             }
-        }
+        })?;
         Ok(())
     }
 
@@ -334,14 +342,12 @@ impl ModelView<'_> {
             &**xb
         };
         let fin = &mut s.fin;
-        layernorm::forward(
-            self.isa,
+        self.layernorm(
             fin.lnf,
             fin.lnf_mean,
             fin.lnf_rstd,
             x,
-            self.weights.ln_f_w,
-            self.weights.ln_f_b,
+            (self.weights.ln_f_w, self.weights.ln_f_b),
         )?;
         if let Some(h) = hidden {
             h.push(fin.lnf.to_vec());
@@ -370,37 +376,77 @@ impl ModelView<'_> {
             Some(d) => (Some(d.sites), d.branch),
             None => (None, &mut [][..]),
         };
+        let n = x.len() / c;
         // Attention branch.
-        layernorm::forward(isa, a.ln1, a.ln1_mean, a.ln1_rstd, x, bw.ln_1_w, bw.ln_1_b)?;
-        matmul::forward(isa, a.qkv, a.ln1, bw.c_attn_w, Some(bw.c_attn_b), c, 3 * c)?;
+        self.layernorm(a.ln1, a.ln1_mean, a.ln1_rstd, x, (bw.ln_1_w, bw.ln_1_b))?;
+        let (w, b) = (bw.c_attn_w, Some(bw.c_attn_b));
+        profile::op("matmul fwd", Work::matmul(n, c, 3 * c, &w), || {
+            matmul::forward(isa, a.qkv, a.ln1, w, b, c, 3 * c)
+        })?;
         match attn {
             Attn::Full { b, t } => {
                 let p = sites.and_then(|s| s.attn);
-                attention::forward_train(isa, a.atty, a.lse, a.qkv, *b, *t, nh, p)?;
+                // Causal: two (T, T)·(T, HS) products over half the square.
+                let flops = (*b * nh) as f64 * 2.0 * (*t * *t * (c / nh)) as f64;
+                let bytes = 4 * (a.qkv.len() + a.atty.len());
+                profile::op(
+                    "attention fwd",
+                    Work {
+                        flops,
+                        bytes: bytes as f64,
+                    },
+                    || attention::forward_train(isa, a.atty, a.lse, a.qkv, *b, *t, nh, p),
+                )?;
             }
             Attn::Cached { cache, segments } => {
-                cached_attention(isa, cfg, layer, cache, segments, a.qkv, a.atty)?
+                // Each new query reads the cached keys and values of its sequence.
+                let ctx: usize = segments
+                    .iter()
+                    .map(|s| s.tokens.len() * (cache.lens[s.seq] + s.tokens.len()))
+                    .sum();
+                let work = Work {
+                    flops: 4.0 * (ctx * c) as f64,
+                    bytes: (2 * 4 * ctx * c) as f64,
+                };
+                profile::op("attention fwd (KV cache)", work, || {
+                    cached_attention(isa, cfg, layer, cache, segments, a.qkv, a.atty)
+                })?
             }
         }
-        matmul::forward(isa, a.attproj, a.atty, bw.c_proj_w, Some(bw.c_proj_b), c, c)?;
+        let (w, b) = (bw.c_proj_w, Some(bw.c_proj_b));
+        profile::op("matmul fwd", Work::matmul(n, c, c, &w), || {
+            matmul::forward(isa, a.attproj, a.atty, w, b, c, c)
+        })?;
         let site = sites.and_then(|s| s.attn_branch);
         add_branch(isa, a.residual2, x, a.attproj, site, branch)?;
         // MLP branch.
-        layernorm::forward(
-            isa,
-            a.ln2,
-            a.ln2_mean,
-            a.ln2_rstd,
-            a.residual2,
-            bw.ln_2_w,
-            bw.ln_2_b,
-        )?;
-        let fc_b = Some(bw.c_fc_b);
-        matmul::forward_gelu(isa, a.fch_gelu, Some(a.fch), a.ln2, bw.c_fc_w, fc_b, c, f)?;
-        let proj_b = Some(bw.mlp_proj_b);
-        matmul::forward(isa, a.fcproj, a.fch_gelu, bw.mlp_proj_w, proj_b, f, c)?;
+        let ln2 = (bw.ln_2_w, bw.ln_2_b);
+        self.layernorm(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2, ln2)?;
+        let (w, b) = (bw.c_fc_w, Some(bw.c_fc_b));
+        profile::op("matmul+gelu fwd", Work::matmul(n, c, f, &w), || {
+            matmul::forward_gelu(isa, a.fch_gelu, Some(a.fch), a.ln2, w, b, c, f)
+        })?;
+        let (w, b) = (bw.mlp_proj_w, Some(bw.mlp_proj_b));
+        profile::op("matmul fwd", Work::matmul(n, f, c, &w), || {
+            matmul::forward(isa, a.fcproj, a.fch_gelu, w, b, f, c)
+        })?;
         let site = sites.and_then(|s| s.mlp_branch);
         add_branch(isa, out, a.residual2, a.fcproj, site, branch)
+    }
+
+    /// `out` (N, C) = layernorm(`x`) with `(weight, bias)`, keeping the row statistics.
+    fn layernorm(
+        &self,
+        out: &mut [f32],
+        mean: &mut [f32],
+        rstd: &mut [f32],
+        x: &[f32],
+        (w, b): (&[f32], &[f32]),
+    ) -> Result<()> {
+        profile::op("layernorm fwd", Work::bytes(2 * 4 * x.len()), || {
+            layernorm::forward(self.isa, out, mean, rstd, x, w, b)
+        })?;
+        Ok(())
     }
 }
 
@@ -413,13 +459,17 @@ fn add_branch(
     site: Option<Site>,
     scratch: &mut [f32],
 ) -> Result<()> {
-    match site {
-        None => residual::forward(isa, out, x, branch)?,
-        Some(s) => {
-            dropout::forward(isa, scratch, branch, s.p, s.seed, s.offset)?;
-            residual::forward(isa, out, x, scratch)?;
-        }
-    }
+    profile::op(
+        "residual fwd",
+        Work::bytes(3 * 4 * x.len()),
+        || match site {
+            None => residual::forward(isa, out, x, branch),
+            Some(s) => {
+                dropout::forward(isa, scratch, branch, s.p, s.seed, s.offset)?;
+                residual::forward(isa, out, x, scratch)
+            }
+        },
+    )?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use gpt2_kernels::cpu::simd::Isa;
 
 use crate::error::{Error, Result};
 use crate::model::ParamArena;
+use crate::profile::{self, Work};
 
 /// AdamW's settings besides the learning rate, which the schedule gives per step.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -132,16 +133,11 @@ impl AdamW {
                 0.0
             };
             let (m, v) = (&mut self.m[r.clone()], &mut self.v[r.clone()]);
-            adamw::step(
-                isa,
-                &mut p[r.clone()],
-                &grads[r.clone()],
-                m,
-                v,
-                &hp,
-                step,
-                wd,
-            )?;
+            // Reads param, grad, m, v; writes param, m, v.
+            profile::op("adamw", Work::bytes(7 * 4 * r.len()), || {
+                let (p, g) = (&mut p[r.clone()], &grads[r.clone()]);
+                adamw::step(isa, p, g, m, v, &hp, step, wd)
+            })?;
         }
         self.steps = step;
         Ok(())
@@ -152,12 +148,14 @@ impl AdamW {
 /// `torch.nn.utils.clip_grad_norm_`: `coef = max_norm / (norm + 1e-6)`, clamped to 1.
 /// Returns the norm before clipping (computed in `f64`). `max_norm ≤ 0` only measures.
 pub fn clip_grad_norm(isa: Isa, grads: &mut [f32], max_norm: f64) -> Result<f64> {
-    let norm = adamw::sum_of_squares(isa, grads).sqrt();
-    if max_norm > 0.0 {
-        let coef = (max_norm / (norm + 1e-6)).min(1.0);
-        if coef < 1.0 {
-            adamw::scale(isa, grads, coef as f32)?;
+    profile::op("grad clip", Work::bytes(3 * 4 * grads.len()), || {
+        let norm = adamw::sum_of_squares(isa, grads).sqrt();
+        if max_norm > 0.0 {
+            let coef = (max_norm / (norm + 1e-6)).min(1.0);
+            if coef < 1.0 {
+                adamw::scale(isa, grads, coef as f32)?;
+            }
         }
-    }
-    Ok(norm)
+        Ok(norm)
+    })
 }

@@ -10,6 +10,7 @@ pub mod dropout;
 pub mod embedding;
 pub mod gelu;
 pub mod layernorm;
+pub mod machine;
 pub mod matmul;
 pub mod real;
 pub mod residual;
