@@ -275,10 +275,13 @@ impl Isa {
         dispatch!(self, softmax_vjp(dp, p, d))
     }
 
-    /// `out_i = GELU(inp_i)`, tanh approximation.
-    pub(crate) fn gelu(self, out: &mut [f32], inp: &[f32]) {
-        assert_eq!(out.len(), inp.len());
-        dispatch!(self, gelu(out, inp))
+    /// `x_i ← GELU(x_i)`, GPT-2's tanh approximation `½·x·(1 + tanh u)`,
+    /// `u = √(2/π)·(x + 0.044715·x³)`, computed as the algebraically equal
+    /// `x / (1 + e^{−2u})`: one `exp`, no cancellation where `1 + tanh u` would lose
+    /// digits (x < −5), and it saturates to `x` and `−0` without special cases. The one
+    /// GELU of the crate: [`crate::cpu::gelu`] and the matmul epilogue both call it.
+    pub(crate) fn gelu_in_place(self, x: &mut [f32]) {
+        dispatch!(self, gelu_in_place(x))
     }
 
     /// `dinp_i += GELU'(inp_i) · dout_i`.

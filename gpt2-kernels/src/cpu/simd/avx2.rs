@@ -374,13 +374,14 @@ pub(super) fn softmax_vjp(dp: &mut [f32], p: &[f32], d: f32) {
 }
 
 #[target_feature(enable = "avx2,fma")]
-pub(super) fn gelu(out: &mut [f32], inp: &[f32]) {
+pub(super) fn gelu_in_place(x: &mut [f32]) {
     let (beta, kappa) = (_mm256_set1_ps(GELU_BETA), _mm256_set1_ps(GELU_KAPPA));
-    let (half, one) = (_mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
-    zip_map([out], [inp], 0.0, |_, [x]| {
-        let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-        let t = tanh8(_mm256_mul_ps(beta, _mm256_fmadd_ps(kappa, x3, x)));
-        [_mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, t))]
+    let (minus_two, one) = (_mm256_set1_ps(-2.0), _mm256_set1_ps(1.0));
+    zip_map([x], [], 0.0, |[v], []| {
+        let v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+        let u = _mm256_mul_ps(beta, _mm256_fmadd_ps(kappa, v3, v));
+        let e = exp8(_mm256_mul_ps(minus_two, u));
+        [_mm256_div_ps(v, _mm256_add_ps(one, e))]
     });
 }
 

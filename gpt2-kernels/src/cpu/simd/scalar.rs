@@ -67,10 +67,10 @@ pub(super) fn softmax_vjp(dp: &mut [f32], p: &[f32], d: f32) {
 pub(super) const GELU_BETA: f32 = 0.797_884_6;
 pub(super) const GELU_KAPPA: f32 = 0.044_715;
 
-pub(super) fn gelu(out: &mut [f32], inp: &[f32]) {
-    for (o, &x) in out.iter_mut().zip(inp) {
-        let inner = GELU_BETA * (x + GELU_KAPPA * x * x * x);
-        *o = 0.5 * x * (1.0 + inner.tanh());
+pub(super) fn gelu_in_place(x: &mut [f32]) {
+    for v in x {
+        let u = GELU_BETA * (*v + GELU_KAPPA * *v * *v * *v);
+        *v /= 1.0 + (-2.0 * u).exp();
     }
 }
 
