@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example generate -- --prompt "Once upon a time"
 //! cargo run --release --example generate -- --model path/to/gpt2 --prompt "Hello" --temperature 0
+//! cargo run --release --features cuda --example generate -- --model gpt2 --device cuda --bf16
 //! ```
 //!
 //! stdout carries only the text (the prompt as given, then the continuation as it streams)
@@ -13,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use gpt2::gpt2_core::generate::{GenerateOptions, StopReason, Truncate, generate};
+use gpt2::gpt2_core::generate::{
+    CpuDecoder, Decoder, GenerateOptions, StopReason, Truncate, generate_with,
+};
 use gpt2::gpt2_core::model::{Gpt2, find_in_hf_cache};
 use gpt2::gpt2_core::sample::SamplingParams;
 use gpt2::gpt2_tokenizer::Tokenizer;
@@ -72,6 +75,7 @@ struct Args {
     #[arg(long)]
     emit_ids: bool,
     /// Convert matmul weights to bf16 (f32 accumulation): half the memory traffic per token.
+    /// With --device cuda: every weight and activation in bf16.
     #[arg(long)]
     bf16: bool,
     /// At the end, print a per-op table to stderr: calls, time, share, GFLOP/s, GB/s and
@@ -153,9 +157,6 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn run(args: Args) -> Result<(), BoxError> {
-    if matches!(args.device, DeviceArg::Cuda) {
-        return Err("--device cuda: generation on the GPU is not available in this build yet; use --device cpu".into());
-    }
     let mut pool = rayon::ThreadPoolBuilder::new();
     if let Some(n) = args.threads {
         pool = pool.num_threads(n);
@@ -168,10 +169,15 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
     let t0 = Instant::now();
     let path = model_path(args.model.as_deref())?;
     let mut model = Gpt2::load(&path)?;
-    if args.bf16 {
+    if args.bf16 && matches!(args.device, DeviceArg::Cpu) {
         model = model.with_bf16_weights()?;
     }
     let tokenizer = tokenizer_for(&path)?;
+    // The weights go to the GPU once, here (counted in the load time).
+    let device_model = match args.device {
+        DeviceArg::Cpu => None,
+        DeviceArg::Cuda => Some(DeviceModel::upload(&model, args.bf16)?),
+    };
     let load_s = t0.elapsed().as_secs_f64();
 
     let (prompt_text, prompt_ids) = match (&args.prompt, &args.prompt_ids) {
@@ -219,8 +225,11 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
 
     gpt2::gpt2_core::profile::enable(args.profile);
     let t1 = Instant::now();
-    let view = model.view()?;
-    let mut generation = generate(view, Some(&tokenizer), &prompt_ids, opts)?;
+    let decoder: Box<dyn Decoder + '_> = match &device_model {
+        None => Box::new(CpuDecoder::new(model.view()?)),
+        Some(m) => m.decoder()?,
+    };
+    let mut generation = generate_with(decoder, Some(&tokenizer), &prompt_ids, opts)?;
     let prefill_s = t1.elapsed().as_secs_f64();
     let n_prompt = generation.prompt().len();
 
@@ -258,7 +267,12 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
         cfg.n_head,
         cfg.n_embd,
         cfg.num_params() as f64 / 1e6,
-        if args.bf16 { ", bf16 weights" } else { "" }
+        match (args.device, args.bf16) {
+            (DeviceArg::Cpu, true) => ", bf16 weights",
+            (DeviceArg::Cuda, true) => ", on the GPU in bf16",
+            (DeviceArg::Cuda, false) => ", on the GPU in f32",
+            _ => "",
+        }
     );
     eprintln!(
         "load: {load_s:.2} s; seed {seed}; threads {}",
@@ -281,10 +295,76 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
     if let Some(mib) = peak_rss_mib() {
         eprintln!("peak memory: {mib:.0} MiB");
     }
+    if let Some(m) = &device_model {
+        eprintln!("{}", m.memory());
+    }
     if args.profile {
         let profile = gpt2::gpt2_core::profile::take();
         let machine = gpt2::gpt2_core::profile::Machine::measure();
         eprintln!("\n{}", profile.table(wall_s, &machine));
     }
     Ok(())
+}
+
+/// The model on the GPU, in the element type `--bf16` chose.
+#[cfg(feature = "cuda")]
+enum DeviceModel {
+    F32(gpt2::gpt2_core::model::cuda::CudaGpt2<f32>),
+    Bf16(gpt2::gpt2_core::model::cuda::CudaGpt2<half::bf16>),
+}
+
+#[cfg(feature = "cuda")]
+impl DeviceModel {
+    fn upload(model: &Gpt2, bf16: bool) -> Result<DeviceModel, BoxError> {
+        use gpt2::gpt2_core::model::cuda::CudaGpt2;
+        Ok(if bf16 {
+            DeviceModel::Bf16(CudaGpt2::upload(model, 0)?)
+        } else {
+            DeviceModel::F32(CudaGpt2::upload(model, 0)?)
+        })
+    }
+
+    fn decoder(&self) -> Result<Box<dyn Decoder + '_>, BoxError> {
+        use gpt2::gpt2_core::model::cuda::CudaDecoder;
+        Ok(match self {
+            DeviceModel::F32(m) => Box::new(CudaDecoder::new(m)?),
+            DeviceModel::Bf16(m) => Box::new(CudaDecoder::new(m)?),
+        })
+    }
+
+    fn memory(&self) -> String {
+        let (gpu, s) = match self {
+            DeviceModel::F32(m) => (m.gpu(), m.memory_stats()),
+            DeviceModel::Bf16(m) => (m.gpu(), m.memory_stats()),
+        };
+        format!(
+            "device: {} ({} MiB in use, {} MiB cached by the allocator)",
+            gpu.name(),
+            s.in_use >> 20,
+            s.cached >> 20
+        )
+    }
+}
+
+/// Without the `cuda` feature there is no GPU model: `--device cuda` is an error.
+#[cfg(not(feature = "cuda"))]
+enum DeviceModel {}
+
+#[cfg(not(feature = "cuda"))]
+impl DeviceModel {
+    fn upload(_: &Gpt2, _: bool) -> Result<DeviceModel, BoxError> {
+        Err(
+            "--device cuda: this binary was built without GPU support; rebuild with \
+             `cargo run --release --features cuda --example generate -- ...`"
+                .into(),
+        )
+    }
+
+    fn decoder(&self) -> Result<Box<dyn Decoder + '_>, BoxError> {
+        match *self {}
+    }
+
+    fn memory(&self) -> String {
+        match *self {}
+    }
 }

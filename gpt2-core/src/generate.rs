@@ -2,13 +2,16 @@
 //! text it completes, decoded UTF-8-safely by the tokenizer's streaming decoder (or ids
 //! only, when no tokenizer is given).
 //!
+//! The model behind it is a [`Decoder`]: the CPU one ([`CpuDecoder`], what [`generate`]
+//! uses) or, with the `cuda` feature, `model::cuda::CudaDecoder`.
+//!
 //! What this does not do: tokenize the prompt (the caller chooses how special tokens are
 //! treated) or print anything.
 
 use gpt2_tokenizer::{StreamDecoder, Tokenizer};
 
 use crate::error::{Error, Result};
-use crate::model::{KvCache, ModelView, Segment};
+use crate::model::{Config, KvCache, ModelView, Segment};
 use crate::profile::{self, Work};
 use crate::sample::{Sampler, SamplingParams};
 
@@ -75,14 +78,47 @@ pub struct Generated {
     pub text: String,
 }
 
+/// What generation needs from a model: one sequence that grows a few tokens at a time.
+pub trait Decoder {
+    /// The model's sizes.
+    fn config(&self) -> &Config;
+    /// Appends `tokens` (at least one) to the sequence and returns the logits (V) of the
+    /// last of them.
+    fn append(&mut self, tokens: &[u32]) -> Result<Vec<f32>>;
+}
+
+/// The CPU [`Decoder`]: a model and its [`KvCache`] for one sequence.
+pub struct CpuDecoder<'a> {
+    model: ModelView<'a>,
+    cache: KvCache,
+}
+
+impl<'a> CpuDecoder<'a> {
+    /// A decoder with an empty cache (allocated up to `n_ctx` now).
+    pub fn new(model: ModelView<'a>) -> CpuDecoder<'a> {
+        let cache = KvCache::new(model.config, 1);
+        CpuDecoder { model, cache }
+    }
+}
+
+impl Decoder for CpuDecoder<'_> {
+    fn config(&self) -> &Config {
+        self.model.config
+    }
+
+    fn append(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let seg = Segment { seq: 0, tokens };
+        self.model.forward_cached(&mut self.cache, &[seg])
+    }
+}
+
 /// A running generation: an iterator of [`Generated`] tokens.
 pub struct Generation<'a> {
-    model: ModelView<'a>,
+    decoder: Box<dyn Decoder + 'a>,
     tokenizer: Option<&'a Tokenizer>,
-    decoder: Option<StreamDecoder>,
+    text_decoder: Option<StreamDecoder>,
     opts: GenerateOptions,
     sampler: Sampler,
-    cache: KvCache,
     history: Vec<u32>,
     /// Logits for the next token (from the prompt or the last generated token).
     next_logits: Vec<f32>,
@@ -102,7 +138,18 @@ pub fn generate<'a>(
     prompt: &[u32],
     opts: GenerateOptions,
 ) -> Result<Generation<'a>> {
-    let cfg = model.config;
+    generate_with(Box::new(CpuDecoder::new(model)), tokenizer, prompt, opts)
+}
+
+/// [`generate`] on any [`Decoder`] (e.g. the GPU's), which must start empty.
+pub fn generate_with<'a>(
+    mut decoder: Box<dyn Decoder + 'a>,
+    tokenizer: Option<&'a Tokenizer>,
+    prompt: &[u32],
+    opts: GenerateOptions,
+) -> Result<Generation<'a>> {
+    let cfg = decoder.config().clone();
+    let cfg = &cfg;
     if let Some(tokenizer) = tokenizer.filter(|t| t.vocab_size() > cfg.vocab_size) {
         return Err(Error::Input(format!(
             "the tokenizer has {} tokens but the model only {}: they do not belong together",
@@ -138,21 +185,13 @@ pub fn generate<'a>(
             }
         }
     }
-    let mut cache = KvCache::new(cfg, 1);
-    let next_logits = model.forward_cached(
-        &mut cache,
-        &[Segment {
-            seq: 0,
-            tokens: &prompt,
-        }],
-    )?;
+    let next_logits = decoder.append(&prompt)?;
     let sampler = Sampler::new(opts.sampling.clone(), opts.seed)?;
     Ok(Generation {
-        model,
+        decoder,
         tokenizer,
-        decoder: tokenizer.map(Tokenizer::stream_decoder),
+        text_decoder: tokenizer.map(Tokenizer::stream_decoder),
         sampler,
-        cache,
         prompt_len: prompt.len(),
         history: prompt,
         next_logits,
@@ -182,7 +221,7 @@ impl Generation<'_> {
     /// Any bytes still held by the streaming decoder (an incomplete character at the end),
     /// decoded lossily. Call after the iterator is exhausted.
     pub fn finish_text(&mut self) -> String {
-        self.decoder
+        self.text_decoder
             .as_mut()
             .map(StreamDecoder::finish)
             .unwrap_or_default()
@@ -201,7 +240,7 @@ impl Generation<'_> {
         let id = profile::op("sample", work, || sampler.sample(logits, history))?;
         self.history.push(id);
         self.produced += 1;
-        let text = match self.decoder.as_mut() {
+        let text = match self.text_decoder.as_mut() {
             Some(d) => d.push(id)?,
             None => String::new(),
         };
@@ -218,13 +257,7 @@ impl Generation<'_> {
         } else if self.produced >= self.opts.max_new_tokens {
             self.stop = Some(StopReason::MaxTokens);
         } else {
-            self.next_logits = self.model.forward_cached(
-                &mut self.cache,
-                &[Segment {
-                    seq: 0,
-                    tokens: &[id],
-                }],
-            )?;
+            self.next_logits = self.decoder.append(&[id])?;
         }
         Ok(Generated { id, text })
     }

@@ -18,6 +18,8 @@ mod activations;
 mod arena;
 mod backward;
 mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod dropout;
 mod forward;
 mod load;

@@ -394,6 +394,9 @@ impl Tensor {
     }
 }
 
+#[cfg(feature = "cuda")]
+pub(crate) use storage::cuda::gpu as cuda_device;
+
 /// Device buffers behind GPU tensors, for the CUDA ops (`gpt2_kernels::cuda`).
 #[cfg(feature = "cuda")]
 impl Tensor {

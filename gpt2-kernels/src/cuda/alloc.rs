@@ -297,6 +297,48 @@ impl<T: GpuElem> GpuBuf<T> {
         Ok(())
     }
 
+    /// Copies `len` elements of `src` starting at element `from` into this buffer
+    /// starting at element `at` (a device-to-device copy on the device's stream; both
+    /// buffers must be on the same device, the ranges inside them).
+    pub fn copy_range_from(
+        &mut self,
+        at: usize,
+        src: &GpuBuf<T>,
+        from: usize,
+        len: usize,
+    ) -> crate::Result<()> {
+        let op = "GpuBuf::copy_range_from";
+        let fits = |start: usize, total: usize| start.checked_add(len).is_some_and(|e| e <= total);
+        if !fits(at, self.len) || !fits(from, src.len) {
+            return Err(crate::KernelError::Shape {
+                op,
+                msg: format!(
+                    "{len} elements from {from} of {} into {at} of {}: out of range",
+                    src.len, self.len
+                ),
+            });
+        }
+        if src.ordinal() != self.ordinal() {
+            return Err(crate::KernelError::Shape {
+                op,
+                msg: format!(
+                    "source on cuda:{}, destination on cuda:{}",
+                    src.ordinal(),
+                    self.ordinal()
+                ),
+            });
+        }
+        let (sz, n) = (size_of::<T>(), len * size_of::<T>());
+        if let (Some(s), Some(d), true) = (src.block.as_ref(), self.block.as_mut(), n > 0) {
+            let s = s.slice(from * sz..from * sz + n);
+            self.pool
+                .stream()
+                .memcpy_dtod(&s, &mut d.slice_mut(at * sz..at * sz + n))
+                .map_err(|e| CudaError::driver("cuMemcpyDtoDAsync", e))?;
+        }
+        Ok(())
+    }
+
     /// A new buffer on the same device with the same elements (a device-to-device copy).
     pub fn try_clone(&self) -> crate::Result<GpuBuf<T>> {
         let mut out = GpuBuf::new(&self.pool, self.len)?;

@@ -251,6 +251,63 @@ pub fn forward_cached<T: GpuFloat>(
     )
 }
 
+/// Decoding against a cache of whole `c_attn` rows: `qkv_cache` holds one sequence's
+/// `(n_ctx, 3C)` rows `[q | k | v]` for positions `0..kv_len` (the GPU model appends
+/// each new token's row with one contiguous copy), and `out` `(Tq, C)` receives the
+/// attention of the last `Tq = out.len() / C` of them, query `i` at position
+/// `kv_len − Tq + i` attending positions `0..=` its own. The same row kernels as
+/// [`forward_cached`], reading queries, keys and values in place at stride `3C`.
+pub fn forward_cached_qkv<T: GpuFloat>(
+    gpu: &Gpu,
+    out: &mut GpuBuf<T>,
+    qkv_cache: &GpuBuf<T>,
+    kv_len: usize,
+    c: usize,
+    nh: usize,
+) -> Result<()> {
+    let op = "cuda::attention::forward_cached_qkv";
+    let fail = |msg: String| Err(KernelError::Shape { op, msg });
+    if c == 0 || nh == 0 || !c.is_multiple_of(nh) || !out.len().is_multiple_of(c) {
+        return fail(format!(
+            "C = {c} must be a positive multiple of NH = {nh}, and `out` ({}) whole rows of C",
+            out.len()
+        ));
+    }
+    let tq = out.len() / c;
+    if tq > kv_len
+        || kv_len
+            .checked_mul(3 * c)
+            .is_none_or(|n| n > qkv_cache.len())
+    {
+        return fail(format!(
+            "{tq} queries and kv_len = {kv_len} positions do not fit a cache of {} elements (rows of 3C = {})",
+            qkv_cache.len(),
+            3 * c
+        ));
+    }
+    if tq == 0 {
+        return Ok(());
+    }
+    let hs = c / nh;
+    Version::Rows.resolve::<T>(hs)?;
+    let c3 = 3 * c;
+    let rows = RowsForward {
+        q: at(qkv_cache, (kv_len - tq) * c3),
+        k: at(qkv_cache, c),
+        v: at(qkv_cache, 2 * c),
+        strides: [c3, c3, c],
+        batch_strides: [0; 3],
+    };
+    let scale = 1.0 / (hs as f32).sqrt();
+    rows.launch::<T>(
+        gpu,
+        op,
+        (out, Arg::null(gpu.ordinal())),
+        (1, tq, kv_len - tq),
+        (nh, hs, scale),
+    )
+}
+
 /// Accumulates `dqkv` from `dout`, recomputing the probabilities from `qkv` and the
 /// forward's `lse`; `out` is the forward's output (for `D = rowsum(dout ⊙ out)`).
 #[allow(clippy::too_many_arguments)] // the CPU twin's operands, and the version
