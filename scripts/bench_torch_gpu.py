@@ -9,7 +9,8 @@ torch.addmm / addmm_ (cuBLAS; bias and accumulation as our kernels do them) for 
 case, in f32 with TF32 off for the f32 cases (the yardstick of v1, v2) and in bf16 for the
 bf16 ones (v3, v4); F.scaled_dot_product_attention, causal, on views of a packed
 (B, T, 3C) qkv as ours reads it, forward and backward (autograd.grad on a kept graph);
-decoding one token against a KV cache. It prints lines in the format of our benches:
+decoding one token against a KV cache; and transformers' GPT-2 generation on the cases of
+benches/cuda_generate.rs (if transformers is installed). It prints lines in the format of our benches:
 `torch <case> <us> us <TFLOP/s> TFLOP/s` (or GB/s). Timing as ours: wall clock around
 enough calls for about 0.2 s between two synchronisations, after a warm-up; random inputs.
 
@@ -23,11 +24,11 @@ import time
 B, NH, HS = 16, 12, 64
 LAYERS = [(768, 2304), (768, 768), (768, 3072), (3072, 768)]
 HEAD = (768, 50304)
-LINE = re.compile(r"^(\S+)\s+(.+?)\s+([\d.]+) us\s+([\d.]+) (TFLOP/s|GB/s)\s*$")
+LINE = re.compile(r"^(\S+)\s+(.+?)\s+([\d.]+) us\s+([\d.]+) (TFLOP/s|GB/s|tok/s)\s*$")
 
 
 def report(case, secs, amount, unit="TFLOP/s"):
-    scale = 1e12 if unit == "TFLOP/s" else 1e9
+    scale = {"TFLOP/s": 1e12, "GB/s": 1e9, "tok/s": 1.0}[unit]
     print(f"{'torch':<8} {case:<40} {secs * 1e6:>10.1f} us {amount / secs / scale:>8.1f} {unit}", flush=True)
 
 
@@ -134,6 +135,39 @@ def summary(paths):
             print(f"{case:<40} {'torch':<6} {base[0]:>10.1f} {base[1]:>9.1f}   100%  {base[2]}")
 
 
+def bench_generate(torch):
+    """transformers' GPT-2 124M (random weights, eager attention) on the cases of
+    benches/cuda_generate.rs: prefill of 512 tokens, then 32 decoding steps with the KV
+    cache after a 64-token prompt; µs per token. Skipped when transformers is missing."""
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError:
+        print("SKIP torch generate: transformers is not installed", file=sys.stderr)
+        return
+    for name, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(GPT2Config(attn_implementation="eager")).to("cuda", dtype).eval()
+        tokens = torch.randint(0, 50257, (1, 512), device="cuda")
+        with torch.no_grad():
+            secs = timed(torch, lambda: model(tokens, use_cache=True))
+            report(f"generate 124M {name} prefill 512", secs / 512, 1.0, "tok/s")
+
+            def decode():
+                past = model(tokens[:, :64], use_cache=True).past_key_values
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for t in range(64, 96):
+                    past = model(tokens[:, t : t + 1], past_key_values=past, use_cache=True).past_key_values
+                torch.cuda.synchronize()
+                return (time.perf_counter() - start) / 32
+
+            decode()
+            per_token = sorted(decode() for _ in range(5))[2]
+            report(f"generate 124M {name} decode B=1", per_token, 1.0, "tok/s")
+        del model
+        torch.cuda.empty_cache()
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--summary":
         summary(sys.argv[2:])
@@ -146,6 +180,7 @@ def main():
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}", flush=True)
     bench_matmul(torch)
     bench_attention(torch)
+    bench_generate(torch)
 
 
 if __name__ == "__main__":
