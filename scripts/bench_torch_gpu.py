@@ -9,8 +9,8 @@ torch.addmm / addmm_ (cuBLAS; bias and accumulation as our kernels do them) for 
 case, in f32 with TF32 off for the f32 cases (the yardstick of v1, v2) and in bf16 for the
 bf16 ones (v3, v4); F.scaled_dot_product_attention, causal, on views of a packed
 (B, T, 3C) qkv as ours reads it, forward and backward (autograd.grad on a kept graph);
-decoding one token against a KV cache; and transformers' GPT-2 generation on the cases of
-benches/cuda_generate.rs (if transformers is installed). It prints lines in the format of our benches:
+decoding one token against a KV cache; and transformers' GPT-2 generation and training
+step on the cases of benches/cuda_gpt2.rs (if transformers is installed). It prints lines in the format of our benches:
 `torch <case> <us> us <TFLOP/s> TFLOP/s` (or GB/s). Timing as ours: wall clock around
 enough calls for about 0.2 s between two synchronisations, after a warm-up; random inputs.
 
@@ -137,7 +137,7 @@ def summary(paths):
 
 def bench_generate(torch):
     """transformers' GPT-2 124M (random weights, eager attention) on the cases of
-    benches/cuda_generate.rs: prefill of 512 tokens, then 32 decoding steps with the KV
+    benches/cuda_gpt2.rs: prefill of 512 tokens, then 32 decoding steps with the KV
     cache after a 64-token prompt; µs per token. Skipped when transformers is missing."""
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
@@ -168,6 +168,35 @@ def bench_generate(torch):
         torch.cuda.empty_cache()
 
 
+def bench_train(torch):
+    """transformers' GPT-2 124M training step at B=16, T=1024 (bf16 autocast, SDPA
+    attention, dropout 0, fused AdamW, clipping at 1.0), on the case of
+    benches/cuda_gpt2.rs; µs per token. Skipped when transformers is missing."""
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError:
+        print("SKIP torch train: transformers is not installed", file=sys.stderr)
+        return
+    torch.manual_seed(0)
+    cfg = GPT2Config(attn_implementation="sdpa", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    model = GPT2LMHeadModel(cfg).cuda().train()
+    opt = torch.optim.AdamW(model.parameters(), lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    x = torch.randint(0, 50257, (16, 1024), device="cuda")
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    secs = timed(torch, step)
+    report("train 124M B=16 T=1024", secs / (16 * 1024), 1.0, "tok/s")
+    del model, opt
+    torch.cuda.empty_cache()
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--summary":
         summary(sys.argv[2:])
@@ -181,6 +210,7 @@ def main():
     bench_matmul(torch)
     bench_attention(torch)
     bench_generate(torch)
+    bench_train(torch)
 
 
 if __name__ == "__main__":

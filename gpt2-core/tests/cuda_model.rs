@@ -1,21 +1,28 @@
-//! GPU tests of GPT-2 inference on the device (`model::cuda`): the GPU forward with its
-//! KV cache against the CPU one, prefill and decoding, f32 and bf16, on a small random
-//! model (no files), plus its input errors and greedy generation through
-//! `generate_with`. A plain program (`harness = false`) like `cuda_tensor`: one line per
-//! check, or `SKIP` lines without a GPU.
+//! GPU tests of GPT-2 on the device (`model::cuda`, `train::cuda`), against the CPU, on
+//! small random models (no files): the forward with its KV cache (prefill and decoding,
+//! f32 and bf16), its input errors, greedy generation through `generate_with`; the
+//! training forward + backward in f32 (every parameter gradient), and mixed-precision
+//! training steps through `Trainer::to_device`. A plain program (`harness = false`) like
+//! `cuda_tensor`: one line per check, or `SKIP` lines without a GPU.
 //!
-//! Tolerances, per logits vector, as `max|gpu − cpu| / max|cpu|`: 1e-4 for f32 (only the
-//! summation order differs), 5e-2 for bf16 (activations and weights are rounded to 8
-//! significant bits at every op, over 2 layers).
+//! Tolerances, as `max|gpu − cpu| / max|cpu|` per tensor: 1e-4 for f32 (only the
+//! summation order differs); 5e-2 for bf16 logits (activations and weights rounded to 8
+//! significant bits at every op, over 2 layers); bf16 training losses within 3e-2
+//! (relative) of the f32 CPU run's over 20 steps.
 
 use std::process::ExitCode;
 
 use gpt2_core::generate::{CpuDecoder, GenerateOptions, generate_with};
-use gpt2_core::model::cuda::{CudaDecoder, CudaGpt2};
-use gpt2_core::model::{Config, Gpt2, KvCache, Segment};
+use gpt2_core::model::cuda::{CudaActivations, CudaDecoder, CudaGpt2};
+use gpt2_core::model::{Activations, Config, Dropout, Gpt2, KvCache, ParamArena, Segment};
 use gpt2_core::sample::SamplingParams;
-use gpt2_core::{Element, Error, Result};
-use gpt2_kernels::cuda::{CudaError, Gpu, GpuFloat};
+use gpt2_core::train::data::Order;
+use gpt2_core::train::optim::AdamWConfig;
+use gpt2_core::train::schedule::{Schedule, ScheduleKind};
+use gpt2_core::train::{TrainSettings, Trainer};
+use gpt2_core::{Device, Element, Error, Result};
+use gpt2_kernels::cuda::{CudaError, Gpu, GpuBuf, GpuFloat};
+use gpt2_kernels::rng::Rng;
 use half::bf16;
 
 type Check = (&'static str, fn() -> Result<()>);
@@ -138,8 +145,111 @@ fn greedy_generation_matches_cpu() -> Result<()> {
     Ok(())
 }
 
+/// The small config without dropout (the GPU trains without it).
+fn train_config() -> Config {
+    let mut cfg = Config::gpt2_sized(2, 2, 128);
+    (cfg.vocab_size, cfg.n_ctx) = (500, 64);
+    (cfg.embd_pdrop, cfg.attn_pdrop, cfg.resid_pdrop) = (0.0, 0.0, 0.0);
+    cfg
+}
+
+fn random_ids(n: usize, seed: u64) -> Vec<u32> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| (rng.next_u64() % 500) as u32).collect()
+}
+
+/// `max|a − b| ≤ tol · max|b|`, with non-finite values failing.
+fn close(what: &str, a: &[f32], b: &[f32], tol: f32) -> Result<()> {
+    let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let err = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    if a.len() != b.len() || !a.iter().all(|x| x.is_finite()) || err > tol * scale {
+        return fail(format!(
+            "{what}: max |gpu - cpu| = {err:e} > {tol} x {scale:e}"
+        ));
+    }
+    Ok(())
+}
+
+/// The f32 training forward and backward on the GPU give the CPU's loss and every
+/// parameter gradient.
+fn backward_matches_cpu() -> Result<()> {
+    let cfg = train_config();
+    let params = ParamArena::gpt2_init(&cfg, 3)?;
+    let (b, t) = (2, 16);
+    let (x, y) = (random_ids(b * t, 1), random_ids(b * t, 2));
+    let dloss = 1.0 / (b * t) as f32;
+    let view = params.view()?;
+    let mut acts = Activations::new(&cfg, b, t);
+    let dropout = Dropout::from_config(&cfg, 0, 0);
+    view.forward_train(&mut acts, &x, &dropout)?;
+    let mut grads = vec![0.0; params.len()];
+    let loss = view.backward(&mut acts, &x, &y, &dropout, dloss, &mut grads)?;
+
+    let model = CudaGpt2::<f32>::upload(&params.to_model()?, 0)?;
+    let mut dacts = CudaActivations::new(&model, b, t)?;
+    model.forward_train(&mut dacts, &x)?;
+    let dev_loss = model.loss(&mut dacts, &y)?;
+    let mut dgrads = (0..params.specs().len())
+        .map(|i| model.gpu().zeros(params.range(i).len()))
+        .collect::<std::result::Result<Vec<GpuBuf<f32>>, _>>()?;
+    let bwd_loss = model.backward(&mut dacts, &x, &y, dloss, &mut dgrads)?;
+    for l in [dev_loss, bwd_loss] {
+        if (l - loss).abs() > 1e-5 * loss.abs() {
+            return fail(format!("loss {l} on the GPU, {loss} on the CPU"));
+        }
+    }
+    for (i, spec) in params.specs().iter().enumerate() {
+        let got = dgrads[i].to_vec()?;
+        close(&spec.name, &got, &grads[params.range(i)], 1e-4)?;
+    }
+    Ok(())
+}
+
+/// Mixed-precision steps through `Trainer::to_device` follow the CPU's f32 losses, and
+/// the host copy comes back after `sync`.
+fn trainer_follows_cpu() -> Result<()> {
+    let cfg = train_config();
+    let params = ParamArena::gpt2_init(&cfg, 5)?;
+    let tokens = random_ids(20_000, 4);
+    let settings = TrainSettings {
+        batch: 4,
+        seq: 32,
+        grad_accum: 2,
+        schedule: Schedule {
+            kind: ScheduleKind::Constant,
+            lr: 1e-3,
+            warmup: 0,
+            total: 20,
+            min_lr_frac: 0.1,
+        },
+        adamw: AdamWConfig::default(),
+        grad_clip: 1.0,
+        seed: 0,
+        order: Order::Sequential,
+    };
+    let mut cpu = Trainer::new(params.clone(), tokens.clone(), settings.clone())?;
+    let mut gpu = Trainer::new(params.clone(), tokens, settings)?;
+    gpu.to_device(Device::Cuda(0))?;
+    for _ in 0..20 {
+        let (a, b) = (cpu.step()?, gpu.step()?);
+        if (a.loss - b.loss).abs() > 3e-2 * a.loss.abs() || (a.step, a.lr) != (b.step, b.lr) {
+            return fail(format!(
+                "step {}: loss {} on the CPU, {} on the GPU",
+                a.step, a.loss, b.loss
+            ));
+        }
+    }
+    gpu.sync()?;
+    if gpu.params().as_slice() == params.as_slice()
+        || !gpu.params().as_slice().iter().all(|x| x.is_finite())
+    {
+        return fail("the synced parameters did not move, or are not finite".into());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let checks: [Check; 4] = [
+    let checks: [Check; 6] = [
         ("model::f32_matches_cpu", f32_matches_cpu),
         ("model::bf16_matches_cpu", bf16_matches_cpu),
         ("model::input_errors", input_errors),
@@ -147,6 +257,8 @@ fn main() -> ExitCode {
             "model::greedy_generation_matches_cpu",
             greedy_generation_matches_cpu,
         ),
+        ("model::backward_matches_cpu", backward_matches_cpu),
+        ("train::trainer_follows_cpu", trainer_follows_cpu),
     ];
     if let Err(e) = Gpu::get(0) {
         let reason = match e {

@@ -7,53 +7,55 @@
 //! of a step is the new token ids going up and the last row's logits (V floats) coming
 //! back for the sampler.
 //!
-//! What this deliberately does not do (yet): training on the GPU, sampling on the
-//! device, CUDA-graph capture of the decode step, batched sequences. It has not run on
-//! a GPU in this repository's CI (which has none): `gpt2-core/tests/cuda_model.rs`
-//! compares it with the CPU forward wherever a device is present, and skips otherwise.
+//! Training ([`CudaGpt2::forward_train`], [`CudaGpt2::backward`]) keeps every activation
+//! of a (B, T) batch in [`CudaActivations`] and adds the gradients into a list of buffers
+//! parallel to the parameters; `crate::train` drives it with f32 master weights and
+//! AdamW on the device. Dropout is not implemented on the GPU (the configs must have it
+//! at 0).
+//!
+//! What this deliberately does not do (yet): sampling on the device, CUDA-graph capture
+//! of the decode step, batched sequences, dropout. It has not run on a GPU in this
+//! repository's CI (which has none): `gpt2-core/tests/cuda_model.rs` compares it with
+//! the CPU forward and backward wherever a device is present, and skips otherwise.
 
 use std::sync::Arc;
 
 use gpt2_kernels::cpu::matmul::{Weight, WeightData};
 use gpt2_kernels::cuda::matmul::{self, Version, Weight as GpuWeight, WeightLayout};
 use gpt2_kernels::cuda::{Gpu, MemoryStats};
-use gpt2_kernels::cuda::{GpuBuf, GpuFloat, attention, embedding, layernorm, residual};
+use gpt2_kernels::cuda::{
+    GpuBuf, GpuFloat, attention, crossentropy, embedding, gelu, layernorm, residual,
+};
 
 use super::{Config, Gpt2};
 use crate::error::{Error, Result};
 use crate::generate::Decoder;
 use crate::tensor::Element;
 
-/// One block's weights on the device.
-struct CudaBlock<T: GpuFloat> {
-    ln_1_w: GpuBuf<T>,
-    ln_1_b: GpuBuf<T>,
-    c_attn_w: GpuBuf<T>,
-    c_attn_b: GpuBuf<T>,
-    c_proj_w: GpuBuf<T>,
-    c_proj_b: GpuBuf<T>,
-    ln_2_w: GpuBuf<T>,
-    ln_2_b: GpuBuf<T>,
-    c_fc_w: GpuBuf<T>,
-    c_fc_b: GpuBuf<T>,
-    mlp_proj_w: GpuBuf<T>,
-    mlp_proj_b: GpuBuf<T>,
+/// Position of each of a block's tensors in [`super::param_specs`] order.
+mod slot {
+    pub const LN_1_W: usize = 0;
+    pub const LN_1_B: usize = 1;
+    pub const C_ATTN_W: usize = 2;
+    pub const C_ATTN_B: usize = 3;
+    pub const C_PROJ_W: usize = 4;
+    pub const C_PROJ_B: usize = 5;
+    pub const LN_2_W: usize = 6;
+    pub const LN_2_B: usize = 7;
+    pub const C_FC_W: usize = 8;
+    pub const C_FC_B: usize = 9;
+    pub const MLP_PROJ_W: usize = 10;
+    pub const MLP_PROJ_B: usize = 11;
 }
 
-/// A GPT-2 whose weights live on one GPU, as `T`.
+/// A GPT-2 whose weights live on one GPU, as `T`: one buffer per parameter tensor, in
+/// [`super::param_specs`] order (`wte`, `wpe`, 12 per block, `ln_f`), so that training
+/// can keep gradients and optimizer state in parallel lists.
 pub struct CudaGpt2<T: GpuFloat> {
     gpu: Arc<Gpu>,
     config: Config,
     layout: WeightLayout,
-    /// (Vp, C) token embedding (Vp ≥ V when padded, as llm.c's).
-    wte: GpuBuf<T>,
-    /// (maxT, C)
-    wpe: GpuBuf<T>,
-    blocks: Vec<CudaBlock<T>>,
-    ln_f_w: GpuBuf<T>,
-    ln_f_b: GpuBuf<T>,
-    /// (V, C): the tied LM head, `wte`'s first V rows.
-    lm_head: GpuBuf<T>,
+    pub(crate) params: Vec<GpuBuf<T>>,
 }
 
 /// The keys and values of one sequence on the device: per layer, the `(n_ctx, 3C)`
@@ -98,42 +100,66 @@ fn upload_weight<T: GpuFloat + Element>(gpu: &Gpu, w: &Weight<'_>) -> Result<Gpu
 
 impl<T: GpuFloat + Element> CudaGpt2<T> {
     /// Uploads `model` to GPU `ordinal`, converting every parameter to `T`. Without the
-    /// driver, a GPU or that ordinal: [`Error::Device`].
+    /// driver, a GPU or that ordinal: [`Error::Device`]. A vocabulary padded beyond
+    /// `vocab_size` (llm.c) is not supported on the GPU.
     pub fn upload(model: &Gpt2, ordinal: usize) -> Result<CudaGpt2<T>> {
         let gpu = crate::tensor::cuda_device(ordinal)?;
+        let cfg = model.config();
         let w = model.weights()?;
+        if w.wte.len() != cfg.vocab_size * cfg.n_embd {
+            return Err(Error::Input(format!(
+                "the embedding has {} rows for a vocabulary of {}: padded vocabularies \
+                 (llm.c checkpoints) are not supported on the GPU",
+                w.wte.len() / cfg.n_embd,
+                cfg.vocab_size
+            )));
+        }
         let g = &*gpu;
-        let blocks = w
-            .blocks
-            .iter()
-            .map(|b| {
-                Ok(CudaBlock {
-                    ln_1_w: upload(g, b.ln_1_w)?,
-                    ln_1_b: upload(g, b.ln_1_b)?,
-                    c_attn_w: upload_weight(g, &b.c_attn_w)?,
-                    c_attn_b: upload(g, b.c_attn_b)?,
-                    c_proj_w: upload_weight(g, &b.c_proj_w)?,
-                    c_proj_b: upload(g, b.c_proj_b)?,
-                    ln_2_w: upload(g, b.ln_2_w)?,
-                    ln_2_b: upload(g, b.ln_2_b)?,
-                    c_fc_w: upload_weight(g, &b.c_fc_w)?,
-                    c_fc_b: upload(g, b.c_fc_b)?,
-                    mlp_proj_w: upload_weight(g, &b.mlp_proj_w)?,
-                    mlp_proj_b: upload(g, b.mlp_proj_b)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut params = vec![upload(g, w.wte)?, upload(g, w.wpe)?];
+        for b in &w.blocks {
+            params.extend([
+                upload(g, b.ln_1_w)?,
+                upload(g, b.ln_1_b)?,
+                upload_weight(g, &b.c_attn_w)?,
+                upload(g, b.c_attn_b)?,
+                upload_weight(g, &b.c_proj_w)?,
+                upload(g, b.c_proj_b)?,
+                upload(g, b.ln_2_w)?,
+                upload(g, b.ln_2_b)?,
+                upload_weight(g, &b.c_fc_w)?,
+                upload(g, b.c_fc_b)?,
+                upload_weight(g, &b.mlp_proj_w)?,
+                upload(g, b.mlp_proj_b)?,
+            ]);
+        }
+        params.extend([upload(g, w.ln_f_w)?, upload(g, w.ln_f_b)?]);
         Ok(CudaGpt2 {
-            config: model.config().clone(),
+            config: cfg.clone(),
             layout: model.layout(),
-            wte: upload(g, w.wte)?,
-            wpe: upload(g, w.wpe)?,
-            blocks,
-            ln_f_w: upload(g, w.ln_f_w)?,
-            ln_f_b: upload(g, w.ln_f_b)?,
-            lm_head: upload_weight(g, &w.lm_head)?,
+            params,
             gpu,
         })
+    }
+
+    /// Parameter `j` (a [`slot`]) of block `l`.
+    fn p(&self, l: usize, j: usize) -> &GpuBuf<T> {
+        &self.params[2 + 12 * l + j]
+    }
+
+    /// A matmul weight of block `l`, in the model's layout.
+    fn w(&self, l: usize, j: usize) -> GpuWeight<'_, T> {
+        GpuWeight::new(self.p(l, j), self.layout)
+    }
+
+    /// `wte` (V, C), also the tied LM head.
+    fn wte(&self) -> &GpuBuf<T> {
+        &self.params[0]
+    }
+
+    /// `ln_f`'s gain and bias.
+    fn ln_f(&self) -> (&GpuBuf<T>, &GpuBuf<T>) {
+        let n = self.params.len();
+        (&self.params[n - 2], &self.params[n - 1])
     }
 
     /// The model's sizes.
@@ -197,46 +223,35 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
         let mut atty: GpuBuf<T> = gpu.alloc(n * c)?;
         let mut branch: GpuBuf<T> = gpu.alloc(n * c)?; // (N, C) a projection's output
         let mut fch: GpuBuf<T> = gpu.alloc(n * f)?; // (N, F) after GELU
-        embedding::forward(gpu, &mut x, tokens, &positions, &self.wte, &self.wpe, c)?;
-        let w = |buf| GpuWeight::new(buf, self.layout);
-        for (bw, kv) in self.blocks.iter().zip(&mut cache.qkv) {
+        embedding::forward(
+            gpu,
+            &mut x,
+            tokens,
+            &positions,
+            self.wte(),
+            &self.params[1],
+            c,
+        )?;
+        let auto = Version::Auto;
+        for (l, kv) in cache.qkv.iter_mut().enumerate() {
+            use slot::*;
             // Attention branch: res2 = x + c_proj(attention(c_attn(ln_1(x)))).
-            layernorm::forward(
-                gpu, &mut ln, &mut mean, &mut rstd, &x, &bw.ln_1_w, &bw.ln_1_b,
-            )?;
-            let b = Some(&bw.c_attn_b);
-            matmul::forward(
-                gpu,
-                Version::Auto,
-                &mut qkv,
-                &ln,
-                w(&bw.c_attn_w),
-                b,
-                c,
-                3 * c,
-            )?;
+            let (lw, lb) = (self.p(l, LN_1_W), self.p(l, LN_1_B));
+            layernorm::forward(gpu, &mut ln, &mut mean, &mut rstd, &x, lw, lb)?;
+            let b = Some(self.p(l, C_ATTN_B));
+            matmul::forward(gpu, auto, &mut qkv, &ln, self.w(l, C_ATTN_W), b, c, 3 * c)?;
             kv.copy_range_from(start * 3 * c, &qkv, 0, n * 3 * c)?;
             attention::forward_cached_qkv(gpu, &mut atty, kv, start + n, c, nh)?;
-            let b = Some(&bw.c_proj_b);
-            matmul::forward(
-                gpu,
-                Version::Auto,
-                &mut branch,
-                &atty,
-                w(&bw.c_proj_w),
-                b,
-                c,
-                c,
-            )?;
+            let b = Some(self.p(l, C_PROJ_B));
+            matmul::forward(gpu, auto, &mut branch, &atty, self.w(l, C_PROJ_W), b, c, c)?;
             residual::forward(gpu, &mut res2, &x, &branch)?;
             // MLP branch: x = res2 + c_proj(gelu(c_fc(ln_2(res2)))).
-            layernorm::forward(
-                gpu, &mut ln, &mut mean, &mut rstd, &res2, &bw.ln_2_w, &bw.ln_2_b,
-            )?;
-            let (wf, bf) = (w(&bw.c_fc_w), Some(&bw.c_fc_b));
-            matmul::forward_gelu(gpu, Version::Auto, &mut fch, None, &ln, wf, bf, c, f)?;
-            let (wp, bp) = (w(&bw.mlp_proj_w), Some(&bw.mlp_proj_b));
-            matmul::forward(gpu, Version::Auto, &mut branch, &fch, wp, bp, f, c)?;
+            let (lw, lb) = (self.p(l, LN_2_W), self.p(l, LN_2_B));
+            layernorm::forward(gpu, &mut ln, &mut mean, &mut rstd, &res2, lw, lb)?;
+            let (wf, bf) = (self.w(l, C_FC_W), Some(self.p(l, C_FC_B)));
+            matmul::forward_gelu(gpu, auto, &mut fch, None, &ln, wf, bf, c, f)?;
+            let (wp, bp) = (self.w(l, MLP_PROJ_W), Some(self.p(l, MLP_PROJ_B)));
+            matmul::forward(gpu, auto, &mut branch, &fch, wp, bp, f, c)?;
             residual::forward(gpu, &mut x, &res2, &branch)?;
         }
         cache.len = start + n;
@@ -244,27 +259,11 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
         let mut last: GpuBuf<T> = gpu.alloc(c)?;
         last.copy_range_from(0, &x, (n - 1) * c, c)?;
         let (mut lnf, mut m1, mut r1) = (gpu.alloc::<T>(c)?, gpu.alloc(1)?, gpu.alloc(1)?);
-        layernorm::forward(
-            gpu,
-            &mut lnf,
-            &mut m1,
-            &mut r1,
-            &last,
-            &self.ln_f_w,
-            &self.ln_f_b,
-        )?;
+        let (fw, fb) = self.ln_f();
+        layernorm::forward(gpu, &mut lnf, &mut m1, &mut r1, &last, fw, fb)?;
         let mut logits: GpuBuf<T> = gpu.alloc(cfg.vocab_size)?;
-        let head = GpuWeight::new(&self.lm_head, WeightLayout::OutIn);
-        matmul::forward(
-            gpu,
-            Version::Auto,
-            &mut logits,
-            &lnf,
-            head,
-            None,
-            c,
-            cfg.vocab_size,
-        )?;
+        let head = GpuWeight::new(self.wte(), WeightLayout::OutIn);
+        matmul::forward(gpu, auto, &mut logits, &lnf, head, None, c, cfg.vocab_size)?;
         Ok(logits.to_vec()?.into_iter().map(Element::to_f32).collect())
     }
 }
@@ -294,4 +293,384 @@ impl<T: GpuFloat + Element> Decoder for CudaDecoder<'_, T> {
     fn append(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         self.model.forward_cached(&mut self.cache, tokens)
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Training: the forward pass keeping every activation, and its backward pass.
+
+/// One block's saved activations, each (N, ·) with N = B·T.
+struct LayerActs<T: GpuFloat> {
+    ln1: GpuBuf<T>,
+    ln1_mean: GpuBuf<f32>,
+    ln1_rstd: GpuBuf<f32>,
+    qkv: GpuBuf<T>,   // (N, 3C)
+    atty: GpuBuf<T>,  // (N, C)
+    lse: GpuBuf<f32>, // (B, NH, T)
+    res2: GpuBuf<T>,  // (N, C) residual after the attention branch
+    ln2: GpuBuf<T>,
+    ln2_mean: GpuBuf<f32>,
+    ln2_rstd: GpuBuf<f32>,
+    fch: GpuBuf<T>,      // (N, F) before GELU
+    fch_gelu: GpuBuf<T>, // (N, F) after GELU
+    out: GpuBuf<T>,      // (N, C) the block's output
+}
+
+/// The activations of a (B, T) training batch on the device, allocated once, and the
+/// backward pass's scratch.
+pub struct CudaActivations<T: GpuFloat> {
+    b: usize,
+    t: usize,
+    encoded: GpuBuf<T>, // (N, C)
+    layers: Vec<LayerActs<T>>,
+    lnf: GpuBuf<T>,
+    lnf_mean: GpuBuf<f32>,
+    lnf_rstd: GpuBuf<f32>,
+    logits: GpuBuf<T>, // (N, V); dlogits after the backward
+    losses: GpuBuf<f32>,
+    branch: GpuBuf<T>, // (N, C) scratch: a projection's output
+    dres: GpuBuf<T>,   // (N, C) gradient of the residual stream
+    dln: GpuBuf<T>,    // (N, C)
+    datty: GpuBuf<T>,  // (N, C)
+    dqkv: GpuBuf<T>,   // (N, 3C)
+    dfch: GpuBuf<T>,   // (N, F)
+    dfch_gelu: GpuBuf<T>,
+    key_bias: GpuBuf<T>, // (C)
+}
+
+impl<T: GpuFloat> CudaActivations<T> {
+    /// Activations for batches of `b` sequences of `t` tokens of `model`.
+    pub fn new(model: &CudaGpt2<T>, b: usize, t: usize) -> Result<CudaActivations<T>> {
+        let cfg = &model.config;
+        if b == 0 || t == 0 || t > cfg.n_ctx {
+            return Err(Error::Input(format!(
+                "a (B={b}, T={t}) batch needs B, T ≥ 1 and T ≤ the context of {}",
+                cfg.n_ctx
+            )));
+        }
+        let g = &*model.gpu;
+        let (n, c, f, nh) = (b * t, cfg.n_embd, cfg.n_inner, cfg.n_head);
+        let layers = (0..cfg.n_layer)
+            .map(|_| {
+                Ok(LayerActs {
+                    ln1: g.alloc(n * c)?,
+                    ln1_mean: g.alloc(n)?,
+                    ln1_rstd: g.alloc(n)?,
+                    qkv: g.alloc(n * 3 * c)?,
+                    atty: g.alloc(n * c)?,
+                    lse: g.alloc(b * nh * t)?,
+                    res2: g.alloc(n * c)?,
+                    ln2: g.alloc(n * c)?,
+                    ln2_mean: g.alloc(n)?,
+                    ln2_rstd: g.alloc(n)?,
+                    fch: g.alloc(n * f)?,
+                    fch_gelu: g.alloc(n * f)?,
+                    out: g.alloc(n * c)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CudaActivations {
+            b,
+            t,
+            encoded: g.alloc(n * c)?,
+            layers,
+            lnf: g.alloc(n * c)?,
+            lnf_mean: g.alloc(n)?,
+            lnf_rstd: g.alloc(n)?,
+            logits: g.alloc(n * cfg.vocab_size)?,
+            losses: g.alloc(n)?,
+            branch: g.alloc(n * c)?,
+            dres: g.alloc(n * c)?,
+            dln: g.alloc(n * c)?,
+            datty: g.alloc(n * c)?,
+            dqkv: g.alloc(n * 3 * c)?,
+            dfch: g.alloc(n * f)?,
+            dfch_gelu: g.alloc(n * f)?,
+            key_bias: g.alloc(c)?,
+        })
+    }
+}
+
+impl<T: GpuFloat + Element> CudaGpt2<T> {
+    /// Checks a (B, T) batch of ids for `acts`.
+    fn check_batch(&self, acts: &CudaActivations<T>, ids: &[u32]) -> Result<()> {
+        let v = self.config.vocab_size;
+        if ids.len() != acts.b * acts.t {
+            return Err(Error::Input(format!(
+                "{} ids for a (B={}, T={}) batch",
+                ids.len(),
+                acts.b,
+                acts.t
+            )));
+        }
+        match ids.iter().find(|&&i| i as usize >= v) {
+            Some(i) => Err(Error::Input(format!(
+                "unknown token id {i}: the vocabulary has {v} tokens"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Training forward (no dropout): `tokens` (B, T) → logits (B, T, V) in `acts`,
+    /// keeping what [`CudaGpt2::backward`] needs. The same ops as the CPU's
+    /// `forward_train`, with full causal attention (flash for bf16).
+    pub fn forward_train(&self, acts: &mut CudaActivations<T>, tokens: &[u32]) -> Result<()> {
+        self.check_batch(acts, tokens)?;
+        let cfg = &self.config;
+        let (gpu, c, f, nh, v) = (
+            &*self.gpu,
+            cfg.n_embd,
+            cfg.n_inner,
+            cfg.n_head,
+            cfg.vocab_size,
+        );
+        let (b, t, auto) = (acts.b, acts.t, Version::Auto);
+        let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+        let wpe = &self.params[1];
+        embedding::forward(
+            gpu,
+            &mut acts.encoded,
+            tokens,
+            &positions,
+            self.wte(),
+            wpe,
+            c,
+        )?;
+        for l in 0..cfg.n_layer {
+            use slot::*;
+            let (done, rest) = acts.layers.split_at_mut(l);
+            let x = done.last().map_or(&acts.encoded, |d| &d.out);
+            let a = &mut rest[0];
+            let (lw, lb) = (self.p(l, LN_1_W), self.p(l, LN_1_B));
+            layernorm::forward(gpu, &mut a.ln1, &mut a.ln1_mean, &mut a.ln1_rstd, x, lw, lb)?;
+            let bias = Some(self.p(l, C_ATTN_B));
+            matmul::forward(
+                gpu,
+                auto,
+                &mut a.qkv,
+                &a.ln1,
+                self.w(l, C_ATTN_W),
+                bias,
+                c,
+                3 * c,
+            )?;
+            attention::forward(
+                gpu,
+                attention::Version::Auto,
+                &mut a.atty,
+                &mut a.lse,
+                &a.qkv,
+                b,
+                t,
+                nh,
+            )?;
+            let bias = Some(self.p(l, C_PROJ_B));
+            let br = &mut acts.branch;
+            matmul::forward(gpu, auto, br, &a.atty, self.w(l, C_PROJ_W), bias, c, c)?;
+            residual::forward(gpu, &mut a.res2, x, br)?;
+            let (lw, lb) = (self.p(l, LN_2_W), self.p(l, LN_2_B));
+            layernorm::forward(
+                gpu,
+                &mut a.ln2,
+                &mut a.ln2_mean,
+                &mut a.ln2_rstd,
+                &a.res2,
+                lw,
+                lb,
+            )?;
+            let (wf, bf) = (self.w(l, C_FC_W), Some(self.p(l, C_FC_B)));
+            let pre = Some(&mut a.fch);
+            matmul::forward_gelu(gpu, auto, &mut a.fch_gelu, pre, &a.ln2, wf, bf, c, f)?;
+            let (wp, bp) = (self.w(l, MLP_PROJ_W), Some(self.p(l, MLP_PROJ_B)));
+            matmul::forward(gpu, auto, br, &a.fch_gelu, wp, bp, f, c)?;
+            residual::forward(gpu, &mut a.out, &a.res2, br)?;
+        }
+        let x = acts.layers.last().map_or(&acts.encoded, |d| &d.out);
+        let (fw, fb) = self.ln_f();
+        layernorm::forward(
+            gpu,
+            &mut acts.lnf,
+            &mut acts.lnf_mean,
+            &mut acts.lnf_rstd,
+            x,
+            fw,
+            fb,
+        )?;
+        let head = GpuWeight::new(self.wte(), WeightLayout::OutIn);
+        matmul::forward(gpu, auto, &mut acts.logits, &acts.lnf, head, None, c, v)
+            .map_err(Error::from)
+    }
+
+    /// The mean cross-entropy of the last [`CudaGpt2::forward_train`] against `targets`
+    /// (one copy of the N losses to the host).
+    pub fn loss(&self, acts: &mut CudaActivations<T>, targets: &[u32]) -> Result<f32> {
+        self.check_batch(acts, targets)?;
+        let v = self.config.vocab_size;
+        crossentropy::forward(&self.gpu, &mut acts.losses, &acts.logits, targets, v)?;
+        mean_of(&acts.losses)
+    }
+
+    /// The backward pass of the last [`CudaGpt2::forward_train`] (same `tokens`): adds
+    /// `∂(dloss · Σ losses)/∂θ` to `grads` (one buffer per parameter, as `self.params`)
+    /// and returns the mean loss. As the CPU's `backward`, including the tied LM head's
+    /// gradient into `wte` and the exact zero of the key bias's gradient. Overwrites the
+    /// logits with their gradient.
+    pub fn backward(
+        &self,
+        acts: &mut CudaActivations<T>,
+        tokens: &[u32],
+        targets: &[u32],
+        dloss: f32,
+        grads: &mut [GpuBuf<T>],
+    ) -> Result<f32> {
+        self.check_batch(acts, tokens)?;
+        self.check_batch(acts, targets)?;
+        if grads.len() != self.params.len()
+            || grads
+                .iter()
+                .zip(&self.params)
+                .any(|(g, p)| g.len() != p.len())
+        {
+            return Err(Error::Shape(
+                "gradients are not shaped as the parameters".into(),
+            ));
+        }
+        let cfg = &self.config;
+        let (gpu, c, f, nh, v) = (
+            &*self.gpu,
+            cfg.n_embd,
+            cfg.n_inner,
+            cfg.n_head,
+            cfg.vocab_size,
+        );
+        let (b, t, auto) = (acts.b, acts.t, Version::Auto);
+        let a = acts;
+        crossentropy::forward_backward(gpu, &mut a.losses, &mut a.logits, targets, v, dloss)?;
+        let (g_emb, rest) = grads.split_at_mut(2);
+        let (g_blocks, g_lnf) = rest.split_at_mut(12 * cfg.n_layer);
+        // The tied LM head: logits = lnf · wteᵀ, so its weight gradient lands in wte's.
+        a.dln.fill_zero()?;
+        let head = GpuWeight::new(self.wte(), WeightLayout::OutIn);
+        let (dx, dw) = (Some(&mut a.dln), Some(&mut g_emb[0]));
+        matmul::backward(gpu, auto, dx, dw, None, &a.logits, &a.lnf, head, c, v)?;
+        a.dres.fill_zero()?;
+        let x_last = a.layers.last().map_or(&a.encoded, |d| &d.out);
+        let [dfw, dfb] = g_lnf else {
+            unreachable!("two ln_f gradients")
+        };
+        let (fw, _) = self.ln_f();
+        let (mean, rstd) = (&a.lnf_mean, &a.lnf_rstd);
+        layernorm::backward(gpu, &mut a.dres, dfw, dfb, &a.dln, x_last, fw, mean, rstd)?;
+        for l in (0..cfg.n_layer).rev() {
+            use slot::*;
+            let la = &a.layers[l];
+            let x = if l == 0 {
+                &a.encoded
+            } else {
+                &a.layers[l - 1].out
+            };
+            let g: &mut [GpuBuf<T>; 12] = (&mut g_blocks[12 * l..12 * l + 12])
+                .try_into()
+                .map_err(|_| Error::Shape("12 gradients per block".into()))?;
+            let [
+                g_ln1w,
+                g_ln1b,
+                g_attnw,
+                g_attnb,
+                g_projw,
+                g_projb,
+                g_ln2w,
+                g_ln2b,
+                g_fcw,
+                g_fcb,
+                g_mlpw,
+                g_mlpb,
+            ] = g;
+            // MLP branch: out = res2 + c_proj(gelu(c_fc(ln_2(res2)))).
+            a.dfch_gelu.fill_zero()?;
+            let (dx, dw, db) = (Some(&mut a.dfch_gelu), Some(g_mlpw), Some(g_mlpb));
+            let w = self.w(l, MLP_PROJ_W);
+            matmul::backward(gpu, auto, dx, dw, db, &a.dres, &la.fch_gelu, w, f, c)?;
+            a.dfch.fill_zero()?;
+            gelu::backward(gpu, &mut a.dfch, &la.fch, &a.dfch_gelu)?;
+            a.dln.fill_zero()?;
+            let (dx, dw, db) = (Some(&mut a.dln), Some(g_fcw), Some(g_fcb));
+            matmul::backward(
+                gpu,
+                auto,
+                dx,
+                dw,
+                db,
+                &a.dfch,
+                &la.ln2,
+                self.w(l, C_FC_W),
+                c,
+                f,
+            )?;
+            let (w2, mean, rstd) = (self.p(l, LN_2_W), &la.ln2_mean, &la.ln2_rstd);
+            layernorm::backward(
+                gpu,
+                &mut a.dres,
+                g_ln2w,
+                g_ln2b,
+                &a.dln,
+                &la.res2,
+                w2,
+                mean,
+                rstd,
+            )?;
+            // Attention branch: res2 = x + c_proj(attention(c_attn(ln_1(x)))).
+            a.datty.fill_zero()?;
+            let (dx, dw, db) = (Some(&mut a.datty), Some(g_projw), Some(g_projb));
+            let w = self.w(l, C_PROJ_W);
+            matmul::backward(gpu, auto, dx, dw, db, &a.dres, &la.atty, w, c, c)?;
+            a.dqkv.fill_zero()?;
+            let av = attention::Version::Auto;
+            attention::backward(
+                gpu,
+                av,
+                &mut a.dqkv,
+                &a.datty,
+                &la.qkv,
+                &la.atty,
+                &la.lse,
+                b,
+                t,
+                nh,
+            )?;
+            // The key bias's gradient is exactly zero (softmax ignores a shift of a whole
+            // row of scores); the kernels' sum is zero only up to rounding, which AdamW
+            // would turn into ±lr steps, so it is restored as the CPU's backward does.
+            a.key_bias.copy_range_from(0, g_attnb, c, c)?;
+            a.dln.fill_zero()?;
+            let (dx, dw) = (Some(&mut a.dln), Some(g_attnw));
+            let w = self.w(l, C_ATTN_W);
+            matmul::backward(
+                gpu,
+                auto,
+                dx,
+                dw,
+                Some(&mut *g_attnb),
+                &a.dqkv,
+                &la.ln1,
+                w,
+                c,
+                3 * c,
+            )?;
+            g_attnb.copy_range_from(c, &a.key_bias, 0, c)?;
+            let (w1, mean, rstd) = (self.p(l, LN_1_W), &la.ln1_mean, &la.ln1_rstd);
+            layernorm::backward(gpu, &mut a.dres, g_ln1w, g_ln1b, &a.dln, x, w1, mean, rstd)?;
+        }
+        let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
+        let [g_wte, g_wpe] = g_emb else {
+            unreachable!("two embedding gradients")
+        };
+        embedding::backward(gpu, g_wte, g_wpe, &a.dres, tokens, &positions, c)?;
+        mean_of(&a.losses)
+    }
+}
+
+/// The mean of a device buffer, summed in f64 on the host.
+fn mean_of(x: &GpuBuf<f32>) -> Result<f32> {
+    let v = x.to_vec()?;
+    Ok((v.iter().map(|&l| f64::from(l)).sum::<f64>() / v.len().max(1) as f64) as f32)
 }

@@ -9,8 +9,13 @@
 //! learning rate. Everything is deterministic (fixed reduction orders in the kernels,
 //! counter-based dropout, seeded data order), so a run resumed from a checkpoint
 //! continues bit for bit as if it had never stopped.
+//!
+//! With the `cuda` feature, [`Trainer::to_device`] moves the step to a GPU (`cuda.rs`:
+//! mixed precision, no dropout); the data, the schedule and the bookkeeping stay here.
 
 pub mod checkpoint;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod data;
 pub mod eval;
 pub mod optim;
@@ -25,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{Activations, Dropout, ParamArena};
+use crate::tensor::Device;
 use checkpoint::SaveDType;
 use data::{DataLoader, Order, Position};
 use eval::Evaluation;
@@ -102,6 +108,12 @@ pub struct Trainer {
     /// Forward passes with dropout so far: each gets its own mask counters.
     dropout_passes: u64,
     history: History,
+    /// The run's state on a GPU, when [`Trainer::to_device`] moved it there.
+    #[cfg(feature = "cuda")]
+    device: Option<Box<cuda::CudaTrainState>>,
+    /// Optimizer steps taken on the device since the host copy was last refreshed.
+    #[cfg(feature = "cuda")]
+    unsynced_steps: u64,
 }
 
 impl Trainer {
@@ -128,7 +140,52 @@ impl Trainer {
             step: 0,
             dropout_passes: 0,
             history: History::default(),
+            #[cfg(feature = "cuda")]
+            device: None,
+            #[cfg(feature = "cuda")]
+            unsynced_steps: 0,
         })
+    }
+
+    /// Runs the following steps on `device`. To a GPU (`cuda:N`, `cuda` feature): the
+    /// parameters and AdamW moments are uploaded, and steps run in mixed precision there
+    /// (f32 master weights, bf16 compute); the model must have dropout 0. Back to the CPU:
+    /// the state is downloaded first. Errors (no feature, no GPU, dropout) leave the run
+    /// where it was.
+    pub fn to_device(&mut self, device: Device) -> Result<()> {
+        match device {
+            Device::Cpu => self.sync(),
+            #[cfg(feature = "cuda")]
+            Device::Cuda(ordinal) => {
+                self.sync()?;
+                let (m, v) = self.opt.moments();
+                let shape = (self.settings.batch, self.settings.seq);
+                let state = cuda::CudaTrainState::new(&self.params, (m, v), ordinal, shape)?;
+                self.device = Some(Box::new(state));
+                Ok(())
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(ordinal) => Err(Error::Device(format!(
+                "cuda:{ordinal} requested, but this build has no GPU support (build with `--features cuda`)"
+            ))),
+        }
+    }
+
+    /// Refreshes the host copy of the parameters and optimizer moments from the GPU (a
+    /// no-op on the CPU or when nothing changed). [`Trainer::evaluate`] and
+    /// [`Trainer::save`] do it themselves; call it before reading [`Trainer::params`]
+    /// of a run on the GPU.
+    pub fn sync(&mut self) -> Result<()> {
+        #[cfg(feature = "cuda")]
+        if let Some(dev) = self.device.as_deref()
+            && self.unsynced_steps > 0
+        {
+            let (m, v) = dev.download(&mut self.params)?;
+            let steps = self.opt.steps() + self.unsynced_steps;
+            self.opt = AdamW::from_state(&self.params, self.settings.adamw, steps, m, v)?;
+            self.unsynced_steps = 0;
+        }
+        Ok(())
     }
 
     /// Continues the run saved in checkpoint `dir` on `tokens` (the same training split),
@@ -183,6 +240,10 @@ impl Trainer {
 
     /// One optimizer step (see the module docs).
     pub fn step(&mut self) -> Result<StepStats> {
+        #[cfg(feature = "cuda")]
+        if self.device.is_some() {
+            return self.step_on_device();
+        }
         let s = &self.settings;
         let (k, n) = (s.grad_accum, s.batch * s.seq);
         let dloss = 1.0 / (k * n) as f32;
@@ -214,9 +275,42 @@ impl Trainer {
         })
     }
 
+    /// [`Trainer::step`] on the GPU: the same data, schedule and bookkeeping.
+    #[cfg(feature = "cuda")]
+    fn step_on_device(&mut self) -> Result<StepStats> {
+        let s = &self.settings;
+        let (k, n) = (s.grad_accum, s.batch * s.seq);
+        let dloss = 1.0 / (k * n) as f32;
+        let dev = self.device.as_deref_mut().expect("called with a device");
+        dev.zero_grads()?;
+        let mut loss_sum = 0.0f64;
+        for _ in 0..k {
+            let (x, y) = self.data.next_batch();
+            self.dropout_passes += 1;
+            loss_sum += f64::from(dev.micro_batch(&x, &y, dloss)?);
+        }
+        let grad_norm = dev.clip(s.grad_clip)?;
+        let step = self.step + 1;
+        let lr = s.schedule.lr(step);
+        dev.adamw(&s.adamw, lr, self.opt.steps() + self.unsynced_steps + 1)?;
+        self.unsynced_steps += 1;
+        self.step = step;
+        let loss = (loss_sum / k as f64) as f32;
+        self.history.train.push((step, loss));
+        Ok(StepStats {
+            step,
+            loss,
+            grad_norm,
+            lr,
+            tokens: k * n,
+        })
+    }
+
     /// The loss on `tokens` (e.g. the validation split) without dropout, in batches of
-    /// the training (B, T); see [`eval::evaluate`].
+    /// the training (B, T); see [`eval::evaluate`]. Runs on the CPU (after a
+    /// [`Trainer::sync`] for a run on the GPU).
     pub fn evaluate(&mut self, tokens: &[u32], max_batches: Option<usize>) -> Result<Evaluation> {
+        self.sync()?;
         let view = self.params.view()?;
         eval::evaluate(&view, tokens, &mut self.acts, max_batches)
     }
@@ -228,7 +322,8 @@ impl Trainer {
 
     /// Saves a checkpoint of the current step into `out` (see [`checkpoint`]); returns
     /// its directory.
-    pub fn save(&self, out: &Path, tokenizer: &Tokenizer) -> Result<PathBuf> {
+    pub fn save(&mut self, out: &Path, tokenizer: &Tokenizer) -> Result<PathBuf> {
+        self.sync()?;
         let state = TrainerState {
             step: self.step,
             optimizer_steps: self.opt.steps(),
@@ -243,5 +338,47 @@ impl Trainer {
             checkpoint::write_optimizer(dir, m, v)?;
             checkpoint::write_json(&dir.join(checkpoint::STATE_FILE), &state)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Config;
+    use schedule::ScheduleKind;
+
+    /// Asking for a GPU that is not there (no `cuda` feature, no driver or no device) is
+    /// a device error, and the run carries on on the CPU.
+    #[test]
+    fn to_device_without_a_gpu_is_a_device_error() {
+        let mut cfg = Config::gpt2_sized(1, 2, 32);
+        (cfg.vocab_size, cfg.n_ctx) = (100, 16);
+        (cfg.embd_pdrop, cfg.attn_pdrop, cfg.resid_pdrop) = (0.0, 0.0, 0.0);
+        let params = ParamArena::gpt2_init(&cfg, 1).unwrap();
+        let tokens: Vec<u32> = (0..500).map(|i| (i * 7 % 100) as u32).collect();
+        let settings = TrainSettings {
+            batch: 2,
+            seq: 8,
+            grad_accum: 1,
+            schedule: Schedule {
+                kind: ScheduleKind::Constant,
+                lr: 1e-3,
+                warmup: 0,
+                total: 2,
+                min_lr_frac: 0.1,
+            },
+            adamw: AdamWConfig::default(),
+            grad_clip: 1.0,
+            seed: 0,
+            order: Order::Sequential,
+        };
+        let mut t = Trainer::new(params, tokens, settings).unwrap();
+        match t.to_device(Device::Cuda(0)) {
+            Err(Error::Device(msg)) => assert!(msg.contains("cuda:0"), "{msg}"),
+            Ok(()) => eprintln!("a GPU is present: nothing to check here"),
+            Err(e) => panic!("expected a device error, got {e}"),
+        }
+        assert!(t.step().unwrap().loss.is_finite());
+        t.to_device(Device::Cpu).unwrap();
     }
 }
