@@ -154,7 +154,14 @@ impl Trainer {
     /// where it was.
     pub fn to_device(&mut self, device: Device) -> Result<()> {
         match device {
-            Device::Cpu => self.sync(),
+            Device::Cpu => {
+                self.sync()?;
+                #[cfg(feature = "cuda")]
+                {
+                    self.device = None;
+                }
+                Ok(())
+            }
             #[cfg(feature = "cuda")]
             Device::Cuda(ordinal) => {
                 self.sync()?;
