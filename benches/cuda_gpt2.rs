@@ -20,7 +20,7 @@ use gpt2::gpt2_core::model::{Config, Gpt2, ParamArena};
 use gpt2::gpt2_core::train::data::Order;
 use gpt2::gpt2_core::train::optim::AdamWConfig;
 use gpt2::gpt2_core::train::schedule::{Schedule, ScheduleKind};
-use gpt2::gpt2_core::train::{TrainSettings, Trainer};
+use gpt2::gpt2_core::train::{GpuOptions, TrainSettings, Trainer};
 use gpt2::gpt2_core::{Device, Element, Error, Result};
 use gpt2::gpt2_kernels::cuda::{CudaError, Gpu, GpuFloat};
 use half::bf16;
@@ -102,12 +102,13 @@ fn main() -> Result<()> {
     bench::<f32>(&host, "f32", &tokens)?;
     bench::<bf16>(&host, "bf16", &tokens)?;
     drop(host);
-    train(&cfg)
+    train(&cfg, false)?;
+    train(&cfg, true)
 }
 
 /// Training steps of 124M at B = 16, T = 1024 (dropout 0, AdamW, clipping): the median
-/// of 5 steps after 2 warm-up steps.
-fn train(cfg: &Config) -> Result<()> {
+/// of 5 steps after 2 warm-up steps; with GELU kept or recomputed in the backward.
+fn train(cfg: &Config, recompute_gelu: bool) -> Result<()> {
     const B: usize = 16;
     const T: usize = 1024;
     let mut cfg = cfg.clone();
@@ -134,7 +135,7 @@ fn train(cfg: &Config) -> Result<()> {
         order: Order::Sequential,
     };
     let mut trainer = Trainer::new(params, tokens, settings)?;
-    trainer.to_device(Device::Cuda(0))?;
+    trainer.to_device_with(Device::Cuda(0), GpuOptions { recompute_gelu })?;
     for _ in 0..2 {
         trainer.step()?;
     }
@@ -148,19 +149,25 @@ fn train(cfg: &Config) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     times.sort_by(f64::total_cmp);
     let per_token = times[2] / (B * T) as f64;
-    report(&format!("train 124M B={B} T={T}"), per_token);
+    let case = format!(
+        "train 124M B={B} T={T}{}",
+        if recompute_gelu { " recompute" } else { "" }
+    );
+    report(&case, per_token);
     let flops_per_token =
         6.0 * cfg.num_params() as f64 + 6.0 * (cfg.n_layer * cfg.n_embd * T) as f64;
     println!(
-        "train 124M B={B} T={T}: {:.1}% MFU of 989 TFLOP/s",
+        "{case}: {:.1}% MFU of 989 TFLOP/s",
         100.0 * flops_per_token / per_token / 989e12
     );
     let gpu = Gpu::get(0).map_err(|e| Error::Kernel(e.into()))?;
     let m = gpu.memory_stats();
     println!(
-        "train 124M B={B} T={T}: {} MiB in use, {} MiB cached by the allocator",
+        "{case}: {} MiB in use, {} MiB cached by the allocator",
         m.in_use >> 20,
         m.cached >> 20
     );
+    drop(trainer);
+    gpu.release_cached();
     Ok(())
 }

@@ -31,7 +31,7 @@ use gpt2::gpt2_core::train::checkpoint::{self, SaveDType};
 use gpt2::gpt2_core::train::data::{self, Order};
 use gpt2::gpt2_core::train::optim::AdamWConfig;
 use gpt2::gpt2_core::train::schedule::{Schedule, ScheduleKind};
-use gpt2::gpt2_core::train::{TrainSettings, Trainer, plot};
+use gpt2::gpt2_core::train::{GpuOptions, TrainSettings, Trainer, plot};
 use gpt2::gpt2_tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -153,6 +153,10 @@ struct Args {
     /// checkpoints run from a host copy refreshed when they need it.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// On the GPU: recompute GELU's output in the backward pass instead of keeping it for
+    /// every layer (less memory, one more GELU per layer; as llm.c's `-r 1`).
+    #[arg(long)]
+    recompute_gelu: bool,
     /// At the end, print a per-op table of the training steps (evaluation and samples
     /// excluded) to stderr: calls, time, share of the step, GFLOP/s, GB/s and % of the
     /// machine's roofline (measured then, about a second).
@@ -347,7 +351,10 @@ fn train(args: &Args) -> Result<(), BoxError> {
         }
     };
     if matches!(args.device, DeviceArg::Cuda) {
-        trainer.to_device(Device::Cuda(0))?;
+        let options = GpuOptions {
+            recompute_gelu: args.recompute_gelu,
+        };
+        trainer.to_device_with(Device::Cuda(0), options)?;
     }
     let cfg = trainer.params().config().clone();
     let s = trainer.settings().clone();

@@ -187,21 +187,25 @@ fn backward_matches_cpu() -> Result<()> {
     let loss = view.backward(&mut acts, &x, &y, &dropout, dloss, &mut grads)?;
 
     let model = CudaGpt2::<f32>::upload(&params.to_model()?, 0)?;
-    let mut dacts = CudaActivations::new(&model, b, t)?;
-    model.forward_train(&mut dacts, &x)?;
-    let dev_loss = model.loss(&mut dacts, &y)?;
-    let mut dgrads = (0..params.specs().len())
-        .map(|i| model.gpu().zeros(params.range(i).len()))
-        .collect::<std::result::Result<Vec<GpuBuf<f32>>, _>>()?;
-    let bwd_loss = model.backward(&mut dacts, &x, &y, dloss, &mut dgrads)?;
-    for l in [dev_loss, bwd_loss] {
-        if (l - loss).abs() > 1e-5 * loss.abs() {
-            return fail(format!("loss {l} on the GPU, {loss} on the CPU"));
+    // Keeping GELU's output and recomputing it must give the same gradients.
+    for recompute_gelu in [false, true] {
+        let mut dacts = CudaActivations::new(&model, b, t, recompute_gelu)?;
+        model.forward_train(&mut dacts, &x)?;
+        let dev_loss = model.loss(&mut dacts, &y)?;
+        let mut dgrads = (0..params.specs().len())
+            .map(|i| model.gpu().zeros(params.range(i).len()))
+            .collect::<std::result::Result<Vec<GpuBuf<f32>>, _>>()?;
+        let bwd_loss = model.backward(&mut dacts, &x, &y, dloss, &mut dgrads)?;
+        for l in [dev_loss, bwd_loss] {
+            if (l - loss).abs() > 1e-5 * loss.abs() {
+                return fail(format!("loss {l} on the GPU, {loss} on the CPU"));
+            }
         }
-    }
-    for (i, spec) in params.specs().iter().enumerate() {
-        let got = dgrads[i].to_vec()?;
-        close(&spec.name, &got, &grads[params.range(i)], 1e-4)?;
+        for (i, spec) in params.specs().iter().enumerate() {
+            let got = dgrads[i].to_vec()?;
+            let what = format!("{} (recompute_gelu {recompute_gelu})", spec.name);
+            close(&what, &got, &grads[params.range(i)], 1e-4)?;
+        }
     }
     Ok(())
 }

@@ -310,9 +310,10 @@ struct LayerActs<T: GpuFloat> {
     ln2: GpuBuf<T>,
     ln2_mean: GpuBuf<f32>,
     ln2_rstd: GpuBuf<f32>,
-    fch: GpuBuf<T>,      // (N, F) before GELU
-    fch_gelu: GpuBuf<T>, // (N, F) after GELU
-    out: GpuBuf<T>,      // (N, C) the block's output
+    fch: GpuBuf<T>, // (N, F) before GELU
+    /// (N, F) after GELU; `None` when it is recomputed in the backward pass.
+    fch_gelu: Option<GpuBuf<T>>,
+    out: GpuBuf<T>, // (N, C) the block's output
 }
 
 /// The activations of a (B, T) training batch on the device, allocated once, and the
@@ -335,11 +336,21 @@ pub struct CudaActivations<T: GpuFloat> {
     dfch: GpuBuf<T>,   // (N, F)
     dfch_gelu: GpuBuf<T>,
     key_bias: GpuBuf<T>, // (C)
+    /// (N, F): GELU's output for the layer at hand when layers do not keep theirs.
+    gelu_scratch: Option<GpuBuf<T>>,
 }
 
 impl<T: GpuFloat> CudaActivations<T> {
-    /// Activations for batches of `b` sequences of `t` tokens of `model`.
-    pub fn new(model: &CudaGpt2<T>, b: usize, t: usize) -> Result<CudaActivations<T>> {
+    /// Activations for batches of `b` sequences of `t` tokens of `model`. With
+    /// `recompute_gelu` (as llm.c's `-r 1`), the layers do not keep GELU's (N, 4C) output:
+    /// one shared buffer holds it, and the backward pass recomputes it from the kept
+    /// input, saving `(L − 1)·N·4C` elements for one extra GELU per layer.
+    pub fn new(
+        model: &CudaGpt2<T>,
+        b: usize,
+        t: usize,
+        recompute_gelu: bool,
+    ) -> Result<CudaActivations<T>> {
         let cfg = &model.config;
         if b == 0 || t == 0 || t > cfg.n_ctx {
             return Err(Error::Input(format!(
@@ -363,7 +374,7 @@ impl<T: GpuFloat> CudaActivations<T> {
                     ln2_mean: g.alloc(n)?,
                     ln2_rstd: g.alloc(n)?,
                     fch: g.alloc(n * f)?,
-                    fch_gelu: g.alloc(n * f)?,
+                    fch_gelu: (!recompute_gelu).then(|| g.alloc(n * f)).transpose()?,
                     out: g.alloc(n * c)?,
                 })
             })
@@ -386,6 +397,7 @@ impl<T: GpuFloat> CudaActivations<T> {
             dfch: g.alloc(n * f)?,
             dfch_gelu: g.alloc(n * f)?,
             key_bias: g.alloc(c)?,
+            gelu_scratch: recompute_gelu.then(|| g.alloc(n * f)).transpose()?,
         })
     }
 }
@@ -478,10 +490,14 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
                 lb,
             )?;
             let (wf, bf) = (self.w(l, C_FC_W), Some(self.p(l, C_FC_B)));
+            let gelu_out = match (&mut a.fch_gelu, &mut acts.gelu_scratch) {
+                (Some(own), _) | (None, Some(own)) => own,
+                (None, None) => unreachable!("one of the two is allocated"),
+            };
             let pre = Some(&mut a.fch);
-            matmul::forward_gelu(gpu, auto, &mut a.fch_gelu, pre, &a.ln2, wf, bf, c, f)?;
+            matmul::forward_gelu(gpu, auto, gelu_out, pre, &a.ln2, wf, bf, c, f)?;
             let (wp, bp) = (self.w(l, MLP_PROJ_W), Some(self.p(l, MLP_PROJ_B)));
-            matmul::forward(gpu, auto, br, &a.fch_gelu, wp, bp, f, c)?;
+            matmul::forward(gpu, auto, br, gelu_out, wp, bp, f, c)?;
             residual::forward(gpu, &mut a.out, &a.res2, br)?;
         }
         let x = acts.layers.last().map_or(&acts.encoded, |d| &d.out);
@@ -586,10 +602,18 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
                 g_mlpb,
             ] = g;
             // MLP branch: out = res2 + c_proj(gelu(c_fc(ln_2(res2)))).
+            let gelu_out = match (&la.fch_gelu, &mut a.gelu_scratch) {
+                (Some(kept), _) => kept,
+                (None, Some(scratch)) => {
+                    gelu::forward(gpu, scratch, &la.fch)?;
+                    scratch
+                }
+                (None, None) => unreachable!("one of the two is allocated"),
+            };
             a.dfch_gelu.fill_zero()?;
             let (dx, dw, db) = (Some(&mut a.dfch_gelu), Some(g_mlpw), Some(g_mlpb));
             let w = self.w(l, MLP_PROJ_W);
-            matmul::backward(gpu, auto, dx, dw, db, &a.dres, &la.fch_gelu, w, f, c)?;
+            matmul::backward(gpu, auto, dx, dw, db, &a.dres, gelu_out, w, f, c)?;
             a.dfch.fill_zero()?;
             gelu::backward(gpu, &mut a.dfch, &la.fch, &a.dfch_gelu)?;
             a.dln.fill_zero()?;

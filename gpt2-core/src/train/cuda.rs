@@ -46,12 +46,13 @@ impl std::fmt::Debug for CudaTrainState {
 
 impl CudaTrainState {
     /// Uploads `params` and the moments `(m, v)` (laid out as `params`) to GPU `ordinal`,
-    /// for batches of (B, T).
+    /// for batches of (B, T); `recompute_gelu` as [`CudaActivations::new`].
     pub(crate) fn new(
         params: &ParamArena,
         (m, v): (&[f32], &[f32]),
         ordinal: usize,
         (b, t): (usize, usize),
+        recompute_gelu: bool,
     ) -> Result<CudaTrainState> {
         let cfg = params.config();
         if cfg.embd_pdrop != 0.0 || cfg.attn_pdrop != 0.0 || cfg.resid_pdrop != 0.0 {
@@ -78,7 +79,7 @@ impl CudaTrainState {
                 .map(|i| upload(v, i))
                 .collect::<std::result::Result<_, _>>()?,
             decays: params.specs().iter().map(|s| s.kind.decays()).collect(),
-            acts: CudaActivations::new(&model, b, t)?,
+            acts: CudaActivations::new(&model, b, t, recompute_gelu)?,
             model,
         };
         // The compute copy is the master rounded to bf16, by the same kernel AdamW uses.

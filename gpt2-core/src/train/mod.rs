@@ -59,6 +59,14 @@ pub struct TrainSettings {
     pub order: Order,
 }
 
+/// Settings of a run on a GPU (see [`Trainer::to_device_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// Recompute GELU's output in the backward pass instead of keeping it for every layer
+    /// (as llm.c's `-r 1`): `(L − 1)·B·T·4C` fewer activations for one GELU per layer.
+    pub recompute_gelu: bool,
+}
+
 /// What one optimizer step did.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepStats {
@@ -153,6 +161,12 @@ impl Trainer {
     /// the state is downloaded first. Errors (no feature, no GPU, dropout) leave the run
     /// where it was.
     pub fn to_device(&mut self, device: Device) -> Result<()> {
+        self.to_device_with(device, GpuOptions::default())
+    }
+
+    /// [`Trainer::to_device`] with settings for the GPU (ignored for the CPU).
+    pub fn to_device_with(&mut self, device: Device, options: GpuOptions) -> Result<()> {
+        let _ = options; // only read with the `cuda` feature
         match device {
             Device::Cpu => {
                 self.sync()?;
@@ -167,7 +181,9 @@ impl Trainer {
                 self.sync()?;
                 let (m, v) = self.opt.moments();
                 let shape = (self.settings.batch, self.settings.seq);
-                let state = cuda::CudaTrainState::new(&self.params, (m, v), ordinal, shape)?;
+                let recompute = options.recompute_gelu;
+                let state =
+                    cuda::CudaTrainState::new(&self.params, (m, v), ordinal, shape, recompute)?;
                 self.device = Some(Box::new(state));
                 Ok(())
             }
