@@ -1,7 +1,7 @@
 //! GPT-2 124M on the GPU (random weights made here): generation (`model::cuda`) —
-//! prefill of 512 tokens and batch-1 decoding (32 tokens after a 64-token prompt; the LM
-//! head over all 50257 rows and the copy of the logits to the host included, sampling
-//! not), f32 and bf16 — and mixed-precision training (`Trainer::to_device`) at B = 16,
+//! prefill of 512 tokens, and decoding at batch 1 and 16 (32 tokens after a 64-token
+//! prompt; the LM head over all 50257 rows and the copy of the logits to the host
+//! included, sampling not; tok/s counts every sequence's tokens), f32 and bf16 — and mixed-precision training (`Trainer::to_device`) at B = 16,
 //! T = 1024: tokens/s and MFU; with the device memory the allocator holds after each.
 //!
 //! Lines in the format of `scripts/bench_torch_gpu.py` (which times transformers'
@@ -74,6 +74,27 @@ fn bench<T: GpuFloat + Element>(host: &Gpt2, name: &str, tokens: &[u32]) -> Resu
     report(
         &format!("generate 124M {name} decode B=1"),
         decode / DECODE as f64,
+    );
+    // Batch 16: 16 sequences decoded together (one row each per step).
+    let mut caches = (0..16)
+        .map(|_| model.new_cache())
+        .collect::<Result<Vec<_>>>()?;
+    let batch = median(|| {
+        for c in &mut caches {
+            c.clear();
+        }
+        let mut seqs: Vec<_> = caches.iter_mut().map(|c| (c, &tokens[..PROMPT])).collect();
+        model.forward_batch(&mut seqs)?;
+        let start = Instant::now();
+        for t in PROMPT..PROMPT + DECODE {
+            let mut seqs: Vec<_> = caches.iter_mut().map(|c| (c, &tokens[t..t + 1])).collect();
+            model.forward_batch(&mut seqs)?;
+        }
+        Ok(start.elapsed().as_secs_f64())
+    })?;
+    report(
+        &format!("generate 124M {name} decode B=16"),
+        batch / (16 * DECODE) as f64,
     );
     let m = model.memory_stats();
     println!(

@@ -164,6 +164,20 @@ def bench_generate(torch):
             decode()
             per_token = sorted(decode() for _ in range(5))[2]
             report(f"generate 124M {name} decode B=1", per_token, 1.0, "tok/s")
+            batch = tokens[:, :96].expand(16, 96).contiguous()
+
+            def decode16():
+                past = model(batch[:, :64], use_cache=True).past_key_values
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for t in range(64, 96):
+                    past = model(batch[:, t : t + 1], past_key_values=past, use_cache=True).past_key_values
+                torch.cuda.synchronize()
+                return (time.perf_counter() - start) / (32 * 16)
+
+            decode16()
+            per_token = sorted(decode16() for _ in range(5))[2]
+            report(f"generate 124M {name} decode B=16", per_token, 1.0, "tok/s")
         del model
         torch.cuda.empty_cache()
 

@@ -190,31 +190,63 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
     /// Appends `tokens` to the cached sequence and returns the logits (V) of the last one,
     /// as [`super::ModelView::forward_cached`] does for one segment.
     pub fn forward_cached(&self, cache: &mut CudaKvCache<T>, tokens: &[u32]) -> Result<Vec<f32>> {
+        let mut logits = self.forward_batch(&mut [(cache, tokens)])?;
+        Ok(logits.swap_remove(0))
+    }
+
+    /// Batched generation: appends each sequence's new tokens to its own cache (different
+    /// lengths are fine) and returns the logits (V) of each one's last new token, in
+    /// order. The matmuls, layer norms and the LM head run once over all new rows; the
+    /// attention runs per sequence against its cache. Nothing is appended unless every
+    /// sequence's input is valid.
+    pub fn forward_batch(
+        &self,
+        seqs: &mut [(&mut CudaKvCache<T>, &[u32])],
+    ) -> Result<Vec<Vec<f32>>> {
         let cfg = &self.config;
-        let (n, start) = (tokens.len(), cache.len);
-        if n == 0 {
-            return Err(Error::Input("no tokens to append".into()));
+        for (cache, tokens) in seqs.iter() {
+            let (n, start) = (tokens.len(), cache.len);
+            if n == 0 {
+                return Err(Error::Input("no tokens to append".into()));
+            }
+            if cache.qkv.len() != cfg.n_layer {
+                return Err(Error::Shape("KV cache was made for another model".into()));
+            }
+            if start + n > cfg.n_ctx {
+                return Err(Error::Input(format!(
+                    "the sequence would hold {} tokens, more than the context of {} positions",
+                    start + n,
+                    cfg.n_ctx
+                )));
+            }
+            if let Some(&t) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+                return Err(Error::Input(format!(
+                    "unknown token id {t}: the vocabulary has {} tokens",
+                    cfg.vocab_size
+                )));
+            }
         }
-        if cache.qkv.len() != cfg.n_layer {
-            return Err(Error::Shape("KV cache was made for another model".into()));
+        if seqs.is_empty() {
+            return Ok(Vec::new());
         }
-        if start + n > cfg.n_ctx {
-            return Err(Error::Input(format!(
-                "the sequence would hold {} tokens, more than the context of {} positions",
-                start + n,
-                cfg.n_ctx
-            )));
+        let (gpu, c, f, nh, v) = (
+            &*self.gpu,
+            cfg.n_embd,
+            cfg.n_inner,
+            cfg.n_head,
+            cfg.vocab_size,
+        );
+        // The new rows of all sequences, one after another: (first row, count, start).
+        let mut rows = Vec::with_capacity(seqs.len());
+        let (mut tokens, mut positions) = (Vec::new(), Vec::new());
+        for (cache, toks) in seqs.iter() {
+            rows.push((tokens.len(), toks.len(), cache.len));
+            tokens.extend_from_slice(toks);
+            positions.extend((cache.len..cache.len + toks.len()).map(|p| p as u32));
         }
-        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-            return Err(Error::Input(format!(
-                "unknown token id {t}: the vocabulary has {} tokens",
-                cfg.vocab_size
-            )));
-        }
-        let (gpu, c, f, nh) = (&*self.gpu, cfg.n_embd, cfg.n_inner, cfg.n_head);
-        let positions: Vec<u32> = (start..start + n).map(|p| p as u32).collect();
-        // Activations for the N = n new rows; the allocator hands back the same blocks
-        // every step.
+        let n = tokens.len();
+        // Activations for the N new rows; the allocator hands back the same blocks every
+        // step.
         let mut x: GpuBuf<T> = gpu.alloc(n * c)?; // (N, C) residual stream
         let mut res2: GpuBuf<T> = gpu.alloc(n * c)?; // (N, C) after the attention branch
         let mut ln: GpuBuf<T> = gpu.alloc(n * c)?;
@@ -223,25 +255,28 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
         let mut atty: GpuBuf<T> = gpu.alloc(n * c)?;
         let mut branch: GpuBuf<T> = gpu.alloc(n * c)?; // (N, C) a projection's output
         let mut fch: GpuBuf<T> = gpu.alloc(n * f)?; // (N, F) after GELU
-        embedding::forward(
-            gpu,
-            &mut x,
-            tokens,
-            &positions,
-            self.wte(),
-            &self.params[1],
-            c,
-        )?;
-        let auto = Version::Auto;
-        for (l, kv) in cache.qkv.iter_mut().enumerate() {
+        let wpe = &self.params[1];
+        embedding::forward(gpu, &mut x, &tokens, &positions, self.wte(), wpe, c)?;
+        let (auto, single) = (Version::Auto, rows.len() == 1);
+        for l in 0..cfg.n_layer {
             use slot::*;
             // Attention branch: res2 = x + c_proj(attention(c_attn(ln_1(x)))).
             let (lw, lb) = (self.p(l, LN_1_W), self.p(l, LN_1_B));
             layernorm::forward(gpu, &mut ln, &mut mean, &mut rstd, &x, lw, lb)?;
             let b = Some(self.p(l, C_ATTN_B));
             matmul::forward(gpu, auto, &mut qkv, &ln, self.w(l, C_ATTN_W), b, c, 3 * c)?;
-            kv.copy_range_from(start * 3 * c, &qkv, 0, n * 3 * c)?;
-            attention::forward_cached_qkv(gpu, &mut atty, kv, start + n, c, nh)?;
+            for ((cache, _), &(r, k, start)) in seqs.iter_mut().zip(&rows) {
+                let kv = &mut cache.qkv[l];
+                kv.copy_range_from(start * 3 * c, &qkv, r * 3 * c, k * 3 * c)?;
+                if single {
+                    // The whole of `atty` is this sequence's: no staging copy.
+                    attention::forward_cached_qkv(gpu, &mut atty, kv, start + k, c, nh)?;
+                } else {
+                    let mut out: GpuBuf<T> = gpu.alloc(k * c)?;
+                    attention::forward_cached_qkv(gpu, &mut out, kv, start + k, c, nh)?;
+                    atty.copy_range_from(r * c, &out, 0, k * c)?;
+                }
+            }
             let b = Some(self.p(l, C_PROJ_B));
             matmul::forward(gpu, auto, &mut branch, &atty, self.w(l, C_PROJ_W), b, c, c)?;
             residual::forward(gpu, &mut res2, &x, &branch)?;
@@ -254,17 +289,24 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
             matmul::forward(gpu, auto, &mut branch, &fch, wp, bp, f, c)?;
             residual::forward(gpu, &mut x, &res2, &branch)?;
         }
-        cache.len = start + n;
-        // Only the last row is sampled from: ln_f and the LM head on it alone.
-        let mut last: GpuBuf<T> = gpu.alloc(c)?;
-        last.copy_range_from(0, &x, (n - 1) * c, c)?;
-        let (mut lnf, mut m1, mut r1) = (gpu.alloc::<T>(c)?, gpu.alloc(1)?, gpu.alloc(1)?);
+        for ((cache, _), &(_, k, _)) in seqs.iter_mut().zip(&rows) {
+            cache.len += k;
+        }
+        // Only each sequence's last row is sampled from: ln_f and the LM head on those.
+        let s_count = seqs.len();
+        let mut last: GpuBuf<T> = gpu.alloc(s_count * c)?; // (S, C)
+        for (i, &(r, k, _)) in rows.iter().enumerate() {
+            last.copy_range_from(i * c, &x, (r + k - 1) * c, c)?;
+        }
+        let mut lnf: GpuBuf<T> = gpu.alloc(s_count * c)?;
+        let (mut m1, mut r1) = (gpu.alloc(s_count)?, gpu.alloc(s_count)?);
         let (fw, fb) = self.ln_f();
         layernorm::forward(gpu, &mut lnf, &mut m1, &mut r1, &last, fw, fb)?;
-        let mut logits: GpuBuf<T> = gpu.alloc(cfg.vocab_size)?;
+        let mut logits: GpuBuf<T> = gpu.alloc(s_count * v)?; // (S, V)
         let head = GpuWeight::new(self.wte(), WeightLayout::OutIn);
-        matmul::forward(gpu, auto, &mut logits, &lnf, head, None, c, cfg.vocab_size)?;
-        Ok(logits.to_vec()?.into_iter().map(Element::to_f32).collect())
+        matmul::forward(gpu, auto, &mut logits, &lnf, head, None, c, v)?;
+        let host: Vec<f32> = logits.to_vec()?.into_iter().map(Element::to_f32).collect();
+        Ok(host.chunks(v).map(<[f32]>::to_vec).collect())
     }
 }
 
