@@ -164,17 +164,17 @@ fn report(
     println!("|---|---|---|---|---|---|---|---|");
     for (dtype, bytes, _) in summary {
         for (i, threads) in [1, 2].into_iter().enumerate() {
-            let (Some(p), Some(d)) = (
-                find(&format!("prefill{PREFILL}_{dtype}"), threads),
-                find(&format!("decode_{dtype}"), threads),
-            ) else {
+            // A criterion filter may have skipped either case.
+            let p = find(&format!("prefill{PREFILL}_{dtype}"), threads);
+            let Some(d) = find(&format!("decode_{dtype}"), threads) else {
                 continue;
             };
+            let (p_s, p_tok) = p.map_or(("-".into(), "-".into()), |p| {
+                (format!("{:.2}", p * PREFILL as f64), format!("{:.0}", 1.0 / p))
+            });
             let bound = bandwidth[i] * 1e9 / *bytes as f64;
             println!(
-                "| {dtype} | {threads} | {:.2} | {:.0} | {:.1} | {:.1} | {bound:.1} | {:.0}% |",
-                p * PREFILL as f64,
-                1.0 / p,
+                "| {dtype} | {threads} | {p_s} | {p_tok} | {:.1} | {:.1} | {bound:.1} | {:.0}% |",
                 1.0 / d,
                 1e3 * d,
                 100.0 / d / bound
