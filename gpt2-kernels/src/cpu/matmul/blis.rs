@@ -189,10 +189,6 @@ fn task(
                 // this column of tiles lies inside this task's (`tile_ptr` checks C's
                 // bounds).
                 unsafe { microkernel::kernel(isa, kc, a_panels, b_panel, c, out.ldc(), pass.add) };
-                if let Some(fin) = pass.finish {
-                    // SAFETY: as above.
-                    unsafe { out.finish_tile(isa, fin, (ib, j), (full * MR, NR)) };
-                }
             }
             // The rest one tile at a time through a local tile: partial columns, and the
             // partial last row panel.
@@ -212,6 +208,16 @@ fn task(
                     out.write_tile(isa, pass, (i, j), (MR.min(i1 - i), w), &edge_c, NR);
                 }
             }
+        }
+        // The epilogue of the tiles the kernel wrote in place (the edge tiles had theirs
+        // in `write_tile`), once per row block while it is still in L2: rows of up to
+        // GROUP·NR columns rather than one NR-wide segment per tile, so the bias, `pre`
+        // copy and GELU run on long vectors.
+        let full_cols = (j1 - j0) / NR * NR;
+        if let Some(fin) = pass.finish.filter(|_| full > 0 && full_cols > 0) {
+            // SAFETY: rows ib..ib + full·MR, columns j0..j0 + full_cols lie in this
+            // task's rectangle of C (disjoint from every other task's).
+            unsafe { out.finish_tile(isa, fin, (ib, j0), (full * MR, full_cols)) };
         }
     }
 }
