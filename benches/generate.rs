@@ -170,7 +170,10 @@ fn report(
                 continue;
             };
             let (p_s, p_tok) = p.map_or(("-".into(), "-".into()), |p| {
-                (format!("{:.2}", p * PREFILL as f64), format!("{:.0}", 1.0 / p))
+                (
+                    format!("{:.2}", p * PREFILL as f64),
+                    format!("{:.0}", 1.0 / p),
+                )
             });
             let bound = bandwidth[i] * 1e9 / *bytes as f64;
             println!(

@@ -48,9 +48,16 @@ mod slot {
     pub const MLP_PROJ_B: usize = 11;
 }
 
+/// Rows of `wte` on the device are padded with zeros to a multiple of this, so that the
+/// LM head's products have rows of whole 16-byte chunks and run on the tensor cores
+/// (50257 → 50304, as llm.c). The padded logits are never sampled, the cross-entropy
+/// zeroes their gradient, and the padded rows stay zero.
+const VOCAB_ALIGN: usize = 64;
+
 /// A GPT-2 whose weights live on one GPU, as `T`: one buffer per parameter tensor, in
 /// [`super::param_specs`] order (`wte`, `wpe`, 12 per block, `ln_f`), so that training
-/// can keep gradients and optimizer state in parallel lists.
+/// can keep gradients and optimizer state in parallel lists. `wte` has `Vp ≥ V` rows
+/// (see [`VOCAB_ALIGN`]).
 pub struct CudaGpt2<T: GpuFloat> {
     gpu: Arc<Gpu>,
     config: Config,
@@ -115,7 +122,12 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
             )));
         }
         let g = &*gpu;
-        let mut params = vec![upload(g, w.wte)?, upload(g, w.wpe)?];
+        let mut wte = w.wte.to_vec(); // (Vp, C), zero rows after the V real ones
+        wte.resize(
+            cfg.vocab_size.next_multiple_of(VOCAB_ALIGN) * cfg.n_embd,
+            0.0,
+        );
+        let mut params = vec![upload(g, &wte)?, upload(g, w.wpe)?];
         for b in &w.blocks {
             params.extend([
                 upload(g, b.ln_1_w)?,
@@ -151,9 +163,21 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
         GpuWeight::new(self.p(l, j), self.layout)
     }
 
-    /// `wte` (V, C), also the tied LM head.
+    /// `wte` (Vp, C), also the tied LM head.
     fn wte(&self) -> &GpuBuf<T> {
         &self.params[0]
+    }
+
+    /// Vp: the rows of `wte` and the columns of the logits on the device.
+    fn vp(&self) -> usize {
+        self.params[0].len() / self.config.n_embd
+    }
+
+    /// Zeroed buffers shaped as the parameters (on the device: `wte` with `Vp` rows), for
+    /// the gradients of [`CudaGpt2::backward`].
+    pub fn zeros_like_params(&self) -> Result<Vec<GpuBuf<T>>> {
+        let zeros = self.params.iter().map(|p| self.gpu.zeros(p.len()));
+        Ok(zeros.collect::<std::result::Result<_, _>>()?)
     }
 
     /// `ln_f`'s gain and bias.
@@ -268,7 +292,13 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
             for ((cache, _), &(r, k, start)) in seqs.iter_mut().zip(&rows) {
                 let kv = &mut cache.qkv[l];
                 kv.copy_range_from(start * 3 * c, &qkv, r * 3 * c, k * 3 * c)?;
-                if single {
+                if single && start == 0 {
+                    // A prompt from an empty cache is plain causal attention over its own
+                    // rows: the full-sequence kernels (flash for bf16).
+                    let mut lse = gpu.alloc::<f32>(nh * k)?;
+                    let av = attention::Version::Auto;
+                    attention::forward(gpu, av, &mut atty, &mut lse, &qkv, 1, k, nh)?;
+                } else if single {
                     // The whole of `atty` is this sequence's: no staging copy.
                     attention::forward_cached_qkv(gpu, &mut atty, kv, start + k, c, nh)?;
                 } else {
@@ -302,11 +332,13 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
         let (mut m1, mut r1) = (gpu.alloc(s_count)?, gpu.alloc(s_count)?);
         let (fw, fb) = self.ln_f();
         layernorm::forward(gpu, &mut lnf, &mut m1, &mut r1, &last, fw, fb)?;
-        let mut logits: GpuBuf<T> = gpu.alloc(s_count * v)?; // (S, V)
+        let vp = self.vp();
+        let mut logits: GpuBuf<T> = gpu.alloc(s_count * vp)?; // (S, Vp)
         let head = GpuWeight::new(self.wte(), WeightLayout::OutIn);
-        matmul::forward(gpu, auto, &mut logits, &lnf, head, None, c, v)?;
-        let host: Vec<f32> = logits.to_vec()?.into_iter().map(Element::to_f32).collect();
-        Ok(host.chunks(v).map(<[f32]>::to_vec).collect())
+        matmul::forward(gpu, auto, &mut logits, &lnf, head, None, c, vp)?;
+        let host: Vec<T> = logits.to_vec()?;
+        let row = |r: &[T]| r[..v].iter().map(|&x| x.to_f32()).collect();
+        Ok(host.chunks(vp).map(row).collect())
     }
 }
 
@@ -368,7 +400,7 @@ pub struct CudaActivations<T: GpuFloat> {
     lnf: GpuBuf<T>,
     lnf_mean: GpuBuf<f32>,
     lnf_rstd: GpuBuf<f32>,
-    logits: GpuBuf<T>, // (N, V); dlogits after the backward
+    logits: GpuBuf<T>, // (N, Vp); dlogits after the backward
     losses: GpuBuf<f32>,
     branch: GpuBuf<T>, // (N, C) scratch: a projection's output
     dres: GpuBuf<T>,   // (N, C) gradient of the residual stream
@@ -429,7 +461,7 @@ impl<T: GpuFloat> CudaActivations<T> {
             lnf: g.alloc(n * c)?,
             lnf_mean: g.alloc(n)?,
             lnf_rstd: g.alloc(n)?,
-            logits: g.alloc(n * cfg.vocab_size)?,
+            logits: g.alloc(n * (model.params[0].len() / c))?, // (N, Vp)
             losses: g.alloc(n)?,
             branch: g.alloc(n * c)?,
             dres: g.alloc(n * c)?,
@@ -470,13 +502,7 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
     pub fn forward_train(&self, acts: &mut CudaActivations<T>, tokens: &[u32]) -> Result<()> {
         self.check_batch(acts, tokens)?;
         let cfg = &self.config;
-        let (gpu, c, f, nh, v) = (
-            &*self.gpu,
-            cfg.n_embd,
-            cfg.n_inner,
-            cfg.n_head,
-            cfg.vocab_size,
-        );
+        let (gpu, c, f, nh) = (&*self.gpu, cfg.n_embd, cfg.n_inner, cfg.n_head);
         let (b, t, auto) = (acts.b, acts.t, Version::Auto);
         let positions: Vec<u32> = (0..b).flat_map(|_| 0..t as u32).collect();
         let wpe = &self.params[1];
@@ -554,7 +580,8 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
             fb,
         )?;
         let head = GpuWeight::new(self.wte(), WeightLayout::OutIn);
-        matmul::forward(gpu, auto, &mut acts.logits, &acts.lnf, head, None, c, v)
+        let vp = self.vp();
+        matmul::forward(gpu, auto, &mut acts.logits, &acts.lnf, head, None, c, vp)
             .map_err(Error::from)
     }
 
@@ -609,7 +636,8 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
         a.dln.fill_zero()?;
         let head = GpuWeight::new(self.wte(), WeightLayout::OutIn);
         let (dx, dw) = (Some(&mut a.dln), Some(&mut g_emb[0]));
-        matmul::backward(gpu, auto, dx, dw, None, &a.logits, &a.lnf, head, c, v)?;
+        let vp = self.vp();
+        matmul::backward(gpu, auto, dx, dw, None, &a.logits, &a.lnf, head, c, vp)?;
         a.dres.fill_zero()?;
         let x_last = a.layers.last().map_or(&a.encoded, |d| &d.out);
         let [dfw, dfb] = g_lnf else {

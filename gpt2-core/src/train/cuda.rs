@@ -63,15 +63,19 @@ impl CudaTrainState {
         let model = CudaGpt2::<bf16>::upload(&params.to_model()?, ordinal)?;
         let gpu = model.gpu().clone();
         let n = params.specs().len();
-        let upload = |buf: &[f32], i: usize| gpu.upload(&buf[params.range(i)]);
+        // Tensor `i` of an arena-shaped buffer, zero-padded to its device length (only
+        // `wte` differs: Vp ≥ V rows).
+        let upload = |buf: &[f32], i: usize| {
+            let mut host = buf[params.range(i)].to_vec();
+            host.resize(model.params[i].len(), 0.0);
+            gpu.upload(&host)
+        };
         let all = params.as_slice();
         let mut state = CudaTrainState {
             master: (0..n)
                 .map(|i| upload(all, i))
                 .collect::<std::result::Result<_, _>>()?,
-            grads: (0..n)
-                .map(|i| gpu.zeros(params.range(i).len()))
-                .collect::<std::result::Result<_, _>>()?,
+            grads: model.zeros_like_params()?,
             m: (0..n)
                 .map(|i| upload(m, i))
                 .collect::<std::result::Result<_, _>>()?,
@@ -150,10 +154,14 @@ impl CudaTrainState {
     pub(crate) fn download(&self, params: &mut ParamArena) -> Result<(Vec<f32>, Vec<f32>)> {
         let (mut m, mut v) = (vec![0.0; params.len()], vec![0.0; params.len()]);
         for i in 0..self.master.len() {
+            // `wte`'s padding rows (zero, and never updated) stay on the device.
             let r = params.range(i);
-            self.master[i].copy_to_host(params.tensor_mut(i))?;
-            self.m[i].copy_to_host(&mut m[r.clone()])?;
-            self.v[i].copy_to_host(&mut v[r])?;
+            let len = r.len();
+            params
+                .tensor_mut(i)
+                .copy_from_slice(&self.master[i].to_vec()?[..len]);
+            m[r.clone()].copy_from_slice(&self.m[i].to_vec()?[..len]);
+            v[r].copy_from_slice(&self.v[i].to_vec()?[..len]);
         }
         Ok((m, v))
     }
