@@ -114,11 +114,8 @@ impl CudaTrainState {
     /// `clip_grad_norm`; returns the norm before clipping.
     pub(crate) fn clip(&mut self, max_norm: f64) -> Result<f64> {
         let gpu = self.model.gpu().clone();
-        let mut sum = 0.0;
-        for g in &self.grads {
-            sum += adamw::sum_of_squares(&gpu, g)?;
-        }
-        let norm = sum.sqrt();
+        let grads: Vec<&GpuBuf<bf16>> = self.grads.iter().collect();
+        let norm = adamw::sum_of_squares_all(&gpu, &grads)?.sqrt();
         if max_norm > 0.0 {
             let coef = (max_norm / (norm + 1e-6)).min(1.0);
             if coef < 1.0 {

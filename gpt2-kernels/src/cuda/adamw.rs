@@ -111,21 +111,41 @@ pub fn step_with_bf16_copy<G: GpuFloat>(
 /// `Σ x_i²` in f64, for the global gradient norm: per-block partial sums, added in order
 /// by a second kernel (deterministic). Waits for the result.
 pub fn sum_of_squares<T: GpuFloat>(gpu: &Gpu, x: &GpuBuf<T>) -> Result<f64> {
-    let n = x.len();
-    if n == 0 {
+    sum_of_squares_all(gpu, &[x])
+}
+
+/// [`sum_of_squares`] over several buffers at once (a model's per-tensor gradients): each
+/// buffer's per-block partials go to its own stretch of one array, which one block then
+/// adds in order — one wait for the whole list instead of one per buffer.
+pub fn sum_of_squares_all<T: GpuFloat>(gpu: &Gpu, xs: &[&GpuBuf<T>]) -> Result<f64> {
+    let parts: Vec<usize> = xs
+        .iter()
+        .map(|x| {
+            x.len()
+                .div_ceil(super::runtime::BLOCK as usize)
+                .min(MAX_PARTIALS)
+        })
+        .collect();
+    let total_parts: usize = parts.iter().sum();
+    if total_parts == 0 {
         return Ok(0.0);
     }
-    let parts = n.div_ceil(super::runtime::BLOCK as usize).min(MAX_PARTIALS);
-    let partials = gpu.alloc::<f64>(parts)?;
-    let args = [partials.arg(), x.arg(), Arg::U64(n as u64)];
-    gpu.launch(
-        &MODULE,
-        SUM_OF_SQUARES.of::<T>(),
-        blocks(parts as u32),
-        &args,
-    )?;
+    let count = u32::try_from(total_parts).map_err(|_| crate::KernelError::Shape {
+        op: "cuda::adamw::sum_of_squares_all",
+        msg: format!("{total_parts} partial sums do not fit a u32"),
+    })?;
+    let partials = gpu.alloc::<f64>(total_parts)?;
+    let mut at = 0;
+    for (x, &p) in xs.iter().zip(&parts) {
+        if p > 0 {
+            let dst = partials.arg().offset(at * size_of::<f64>());
+            let args = [dst, x.arg(), Arg::U64(x.len() as u64)];
+            gpu.launch(&MODULE, SUM_OF_SQUARES.of::<T>(), blocks(p as u32), &args)?;
+        }
+        at += p;
+    }
     let total = gpu.alloc::<f64>(1)?;
-    let args = [total.arg(), partials.arg(), Arg::U32(parts as u32)];
+    let args = [total.arg(), partials.arg(), Arg::U32(count)];
     gpu.launch(&MODULE, SUM_PARTIALS, blocks(1), &args)?;
     Ok(total.to_vec()?[0])
 }

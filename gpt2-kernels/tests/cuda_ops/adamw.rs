@@ -125,6 +125,24 @@ fn sum_of_squares<T: Elem>(gpu: &Gpu) -> Res<f64> {
             return Err(format!("{} n={n}: two runs differ", T::NAME).into());
         }
     }
+    // Several buffers at once (as the global gradient norm of a model's tensors, empty
+    // ones included) give the sum of all of them.
+    let parts: Vec<Vec<f32>> = [3000, 0, 1, 70_000, 257]
+        .iter()
+        .map(|&n| round::<T>(&uniform(&mut rng, n, -2.0, 2.0)))
+        .collect();
+    let want: f64 = parts.iter().map(|x| cpu::sum_of_squares(isa(), x)).sum();
+    let bufs = parts
+        .iter()
+        .map(|x| up::<T>(gpu, x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<_> = bufs.iter().collect();
+    let got = cuda::adamw::sum_of_squares_all(gpu, &refs)?;
+    let e = (got - want).abs() / want.abs();
+    if e > 1e-10 {
+        return Err(format!("{} sum_of_squares_all: {got} vs CPU {want}", T::NAME).into());
+    }
+    worst.record(e);
     Ok(worst.get())
 }
 
