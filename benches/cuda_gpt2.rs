@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use gpt2::gpt2_core::model::cuda::CudaGpt2;
+use gpt2::gpt2_core::model::cuda::{CudaGpt2, CudaKvCache};
 use gpt2::gpt2_core::model::{Config, Gpt2, ParamArena};
 use gpt2::gpt2_core::train::data::Order;
 use gpt2::gpt2_core::train::optim::AdamWConfig;
@@ -62,40 +62,30 @@ fn bench<T: GpuFloat + Element>(host: &Gpt2, name: &str, tokens: &[u32]) -> Resu
         &format!("generate 124M {name} prefill {PREFILL}"),
         prefill / PREFILL as f64,
     );
-    let decode = median(|| {
-        cache.clear();
-        model.forward_cached(&mut cache, &tokens[..PROMPT])?;
-        let start = Instant::now();
-        for t in PROMPT..PROMPT + DECODE {
-            model.forward_cached(&mut cache, &tokens[t..t + 1])?;
-        }
-        Ok(start.elapsed().as_secs_f64())
-    })?;
-    report(
-        &format!("generate 124M {name} decode B=1"),
-        decode / DECODE as f64,
-    );
-    // Batch 16: 16 sequences decoded together (one row each per step).
-    let mut caches = (0..16)
-        .map(|_| model.new_cache())
-        .collect::<Result<Vec<_>>>()?;
-    let batch = median(|| {
-        for c in &mut caches {
-            c.clear();
-        }
-        let mut seqs: Vec<_> = caches.iter_mut().map(|c| (c, &tokens[..PROMPT])).collect();
-        model.forward_batch(&mut seqs)?;
-        let start = Instant::now();
-        for t in PROMPT..PROMPT + DECODE {
-            let mut seqs: Vec<_> = caches.iter_mut().map(|c| (c, &tokens[t..t + 1])).collect();
-            model.forward_batch(&mut seqs)?;
-        }
-        Ok(start.elapsed().as_secs_f64())
-    })?;
-    report(
-        &format!("generate 124M {name} decode B=16"),
-        batch / (16 * DECODE) as f64,
-    );
+    // Decoding at batch 1 and 16: the sequences advance together, one row each per step
+    // (forward_cached is forward_batch of one sequence).
+    for batch in [1, 16] {
+        let mut caches = (0..batch)
+            .map(|_| model.new_cache())
+            .collect::<Result<Vec<_>>>()?;
+        let step = |caches: &mut [CudaKvCache<T>], toks: &[u32]| {
+            let mut seqs: Vec<_> = caches.iter_mut().map(|c| (c, toks)).collect();
+            model.forward_batch(&mut seqs).map(|_| ())
+        };
+        let secs = median(|| {
+            caches.iter_mut().for_each(CudaKvCache::clear);
+            step(&mut caches, &tokens[..PROMPT])?;
+            let start = Instant::now();
+            for t in PROMPT..PROMPT + DECODE {
+                step(&mut caches, &tokens[t..t + 1])?;
+            }
+            Ok(start.elapsed().as_secs_f64())
+        })?;
+        report(
+            &format!("generate 124M {name} decode B={batch}"),
+            secs / (batch * DECODE) as f64,
+        );
+    }
     let m = model.memory_stats();
     println!(
         "generate 124M {name}: {} MiB in use, {} MiB cached by the allocator",

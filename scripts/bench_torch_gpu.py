@@ -152,32 +152,21 @@ def bench_generate(torch):
             secs = timed(torch, lambda: model(tokens, use_cache=True))
             report(f"generate 124M {name} prefill 512", secs / 512, 1.0, "tok/s")
 
-            def decode():
-                past = model(tokens[:, :64], use_cache=True).past_key_values
+            def decode(batch):
+                """Seconds per generated token (of all sequences) over 32 steps."""
+                rows = tokens[:, :96].expand(batch, 96).contiguous()
+                past = model(rows[:, :64], use_cache=True).past_key_values
                 torch.cuda.synchronize()
                 start = time.perf_counter()
                 for t in range(64, 96):
-                    past = model(tokens[:, t : t + 1], past_key_values=past, use_cache=True).past_key_values
+                    past = model(rows[:, t : t + 1], past_key_values=past, use_cache=True).past_key_values
                 torch.cuda.synchronize()
-                return (time.perf_counter() - start) / 32
+                return (time.perf_counter() - start) / (32 * batch)
 
-            decode()
-            per_token = sorted(decode() for _ in range(5))[2]
-            report(f"generate 124M {name} decode B=1", per_token, 1.0, "tok/s")
-            batch = tokens[:, :96].expand(16, 96).contiguous()
-
-            def decode16():
-                past = model(batch[:, :64], use_cache=True).past_key_values
-                torch.cuda.synchronize()
-                start = time.perf_counter()
-                for t in range(64, 96):
-                    past = model(batch[:, t : t + 1], past_key_values=past, use_cache=True).past_key_values
-                torch.cuda.synchronize()
-                return (time.perf_counter() - start) / (32 * 16)
-
-            decode16()
-            per_token = sorted(decode16() for _ in range(5))[2]
-            report(f"generate 124M {name} decode B=16", per_token, 1.0, "tok/s")
+            for batch in (1, 16):
+                decode(batch)
+                per_token = sorted(decode(batch) for _ in range(5))[2]
+                report(f"generate 124M {name} decode B={batch}", per_token, 1.0, "tok/s")
         del model
         torch.cuda.empty_cache()
 

@@ -11,7 +11,11 @@
 //! (relative) of the f32 CPU run's at every one of 200 steps, 1e-2 on average over the
 //! last 50.
 
+mod common;
+
 use std::process::ExitCode;
+
+use common::{Check, fail};
 
 use gpt2_core::generate::{CpuDecoder, GenerateOptions, generate_with};
 use gpt2_core::model::cuda::{CudaActivations, CudaDecoder, CudaGpt2};
@@ -22,11 +26,9 @@ use gpt2_core::train::optim::AdamWConfig;
 use gpt2_core::train::schedule::{Schedule, ScheduleKind};
 use gpt2_core::train::{TrainSettings, Trainer};
 use gpt2_core::{Device, Element, Error, Result};
-use gpt2_kernels::cuda::{CudaError, Gpu, GpuFloat};
+use gpt2_kernels::cuda::GpuFloat;
 use gpt2_kernels::rng::Rng;
 use half::bf16;
-
-type Check = (&'static str, fn() -> Result<()>);
 
 /// 2 layers, 2 heads of 64, a 500-token vocabulary, 64 positions.
 fn model() -> Result<Gpt2> {
@@ -41,10 +43,6 @@ fn steps() -> Vec<Vec<u32>> {
     let mut steps = vec![prompt];
     steps.extend([[11], [499], [0], [250]].map(|t| t.to_vec()));
     steps
-}
-
-fn fail(msg: String) -> Result<()> {
-    Err(Error::Input(msg))
 }
 
 /// GPU logits equal the CPU's to `tol` relative to their largest magnitude, step by step.
@@ -322,42 +320,5 @@ fn main() -> ExitCode {
         ("model::backward_matches_cpu", backward_matches_cpu),
         ("train::trainer_follows_cpu", trainer_follows_cpu),
     ];
-    if let Err(e) = Gpu::get(0) {
-        let reason = match e {
-            CudaError::Unavailable(why) => why,
-            other => other.to_string(),
-        };
-        for (name, _) in &checks {
-            eprintln!("SKIP {name}: no CUDA device ({reason})");
-        }
-        println!(
-            "cuda_model: 0 passed, 0 failed, {} skipped (no CUDA device)",
-            checks.len()
-        );
-        // On the GPU machine (scripts/gpu-check.sh run), a missing device is a failure.
-        return if std::env::var_os("GPT2_REQUIRE_GPU").is_some() {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    let mut failed = 0;
-    for (name, run) in &checks {
-        match run() {
-            Ok(()) => println!("PASS {name}"),
-            Err(e) => {
-                failed += 1;
-                println!("FAIL {name}: {e}");
-            }
-        }
-    }
-    println!(
-        "cuda_model: {} passed, {failed} failed, 0 skipped",
-        checks.len() - failed
-    );
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    common::run("cuda_model", &checks)
 }

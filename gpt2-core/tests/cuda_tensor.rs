@@ -3,13 +3,15 @@
 //! errors for host access to device data. A plain program (`harness = false`) like
 //! gpt2-kernels' `cuda_ops`: one line per check, or `SKIP` lines without a GPU.
 
+mod common;
+
 use std::process::ExitCode;
 
-use gpt2_core::{DType, Device, Error, Result, Tensor};
-use gpt2_kernels::cuda::{CudaError, Gpu};
-use half::bf16;
+use common::{Check, fail};
 
-type Check = (&'static str, fn() -> Result<()>);
+use gpt2_core::{DType, Device, Error, Result, Tensor};
+use gpt2_kernels::cuda::Gpu;
+use half::bf16;
 
 fn iota(shape: &[usize]) -> Tensor {
     let n: usize = shape.iter().product();
@@ -18,10 +20,6 @@ fn iota(shape: &[usize]) -> Tensor {
         shape,
     )
     .unwrap()
-}
-
-fn fail(msg: String) -> Result<()> {
-    Err(Error::Input(msg))
 }
 
 const GPU: Device = Device::Cuda(0);
@@ -136,42 +134,5 @@ fn main() -> ExitCode {
             kernels_on_device_buffers,
         ),
     ];
-    if let Err(e) = Gpu::get(0) {
-        let reason = match e {
-            CudaError::Unavailable(why) => why,
-            other => other.to_string(),
-        };
-        for (name, _) in &checks {
-            eprintln!("SKIP {name}: no CUDA device ({reason})");
-        }
-        println!(
-            "cuda_tensor: 0 passed, 0 failed, {} skipped (no CUDA device)",
-            checks.len()
-        );
-        // On the GPU machine (scripts/gpu-check.sh run), a missing device is a failure.
-        return if std::env::var_os("GPT2_REQUIRE_GPU").is_some() {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        };
-    }
-    let mut failed = 0;
-    for (name, run) in &checks {
-        match run() {
-            Ok(()) => println!("PASS {name}"),
-            Err(e) => {
-                failed += 1;
-                println!("FAIL {name}: {e}");
-            }
-        }
-    }
-    println!(
-        "cuda_tensor: {} passed, {failed} failed, 0 skipped",
-        checks.len() - failed
-    );
-    if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
+    common::run("cuda_tensor", &checks)
 }

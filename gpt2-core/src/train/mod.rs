@@ -283,19 +283,26 @@ impl Trainer {
         }
         let isa = view.isa;
         let grad_norm = clip_grad_norm(isa, &mut self.grads, s.grad_clip)?;
-        let step = self.step + 1;
-        let lr = s.schedule.lr(step);
+        let lr = s.schedule.lr(self.step + 1);
         self.opt.step(isa, &mut self.params, &self.grads, lr)?;
-        self.step = step;
+        Ok(self.record_step(loss_sum, grad_norm, lr))
+    }
+
+    /// The bookkeeping that ends every optimizer step (CPU or GPU): count it and record
+    /// its mean loss over the `grad_accum` micro-batches.
+    fn record_step(&mut self, loss_sum: f64, grad_norm: f64, lr: f64) -> StepStats {
+        let s = &self.settings;
+        let (k, n) = (s.grad_accum, s.batch * s.seq);
+        self.step += 1;
         let loss = (loss_sum / k as f64) as f32;
-        self.history.train.push((step, loss));
-        Ok(StepStats {
-            step,
+        self.history.train.push((self.step, loss));
+        StepStats {
+            step: self.step,
             loss,
             grad_norm,
             lr,
             tokens: k * n,
-        })
+        }
     }
 
     /// [`Trainer::step`] on the GPU: the same data, schedule and bookkeeping.
@@ -313,20 +320,10 @@ impl Trainer {
             loss_sum += f64::from(dev.micro_batch(&x, &y, dloss)?);
         }
         let grad_norm = dev.clip(s.grad_clip)?;
-        let step = self.step + 1;
-        let lr = s.schedule.lr(step);
+        let lr = s.schedule.lr(self.step + 1);
         dev.adamw(&s.adamw, lr, self.opt.steps() + self.unsynced_steps + 1)?;
         self.unsynced_steps += 1;
-        self.step = step;
-        let loss = (loss_sum / k as f64) as f32;
-        self.history.train.push((step, loss));
-        Ok(StepStats {
-            step,
-            loss,
-            grad_norm,
-            lr,
-            tokens: k * n,
-        })
+        Ok(self.record_step(loss_sum, grad_norm, lr))
     }
 
     /// The loss on `tokens` (e.g. the validation split) without dropout, in batches of

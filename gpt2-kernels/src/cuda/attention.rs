@@ -207,6 +207,22 @@ impl RowsForward {
         let cfg = grid(op, tq, nh, b, BLOCK, 0)?;
         gpu.launch(&ROWS, FORWARD.of::<T>(), cfg, &args)
     }
+
+    /// Decoding: `tq` queries of one sequence, the last of `kv_len` cached positions,
+    /// without a log-sum-exp (the row kernels: decoding is bound by reading the cache).
+    fn launch_cached<T: GpuFloat>(
+        &self,
+        gpu: &Gpu,
+        op: &'static str,
+        out: &mut GpuBuf<T>,
+        (tq, kv_len): (usize, usize),
+        (nh, hs): (usize, usize),
+    ) -> Result<()> {
+        Version::Rows.resolve::<T>(hs)?;
+        let scale = 1.0 / (hs as f32).sqrt();
+        let lse = Arg::null(gpu.ordinal());
+        self.launch::<T>(gpu, op, (out, lse), (1, tq, kv_len - tq), (nh, hs, scale))
+    }
 }
 
 /// Attention of `Tq = out.len() / c` new queries of one sequence against a KV cache, as
@@ -233,7 +249,6 @@ pub fn forward_cached<T: GpuFloat>(
     if tq == 0 {
         return Ok(());
     }
-    Version::Rows.resolve::<T>(hs)?;
     let rows = RowsForward {
         q: q.arg(),
         k: k_cache.arg(),
@@ -241,14 +256,7 @@ pub fn forward_cached<T: GpuFloat>(
         strides: [q_stride, c, c],
         batch_strides: [0; 3],
     };
-    let scale = 1.0 / (hs as f32).sqrt();
-    rows.launch::<T>(
-        gpu,
-        op,
-        (out, Arg::null(gpu.ordinal())),
-        (1, tq, kv_len - tq),
-        (nh, hs, scale),
-    )
+    rows.launch_cached::<T>(gpu, op, out, (tq, kv_len), (nh, hs))
 }
 
 /// Decoding against a cache of whole `c_attn` rows: `qkv_cache` holds one sequence's
@@ -288,8 +296,6 @@ pub fn forward_cached_qkv<T: GpuFloat>(
     if tq == 0 {
         return Ok(());
     }
-    let hs = c / nh;
-    Version::Rows.resolve::<T>(hs)?;
     let c3 = 3 * c;
     let rows = RowsForward {
         q: at(qkv_cache, (kv_len - tq) * c3),
@@ -298,14 +304,7 @@ pub fn forward_cached_qkv<T: GpuFloat>(
         strides: [c3, c3, c],
         batch_strides: [0; 3],
     };
-    let scale = 1.0 / (hs as f32).sqrt();
-    rows.launch::<T>(
-        gpu,
-        op,
-        (out, Arg::null(gpu.ordinal())),
-        (1, tq, kv_len - tq),
-        (nh, hs, scale),
-    )
+    rows.launch_cached::<T>(gpu, op, out, (tq, kv_len), (nh, c / nh))
 }
 
 /// Accumulates `dqkv` from `dout`, recomputing the probabilities from `qkv` and the
