@@ -1,7 +1,8 @@
 //! GPT-2 124M on the GPU (random weights made here): generation (`model::cuda`) —
 //! prefill of 512 tokens, and decoding at batch 1 and 16 (32 tokens after a 64-token
-//! prompt; the LM head over all 50257 rows and the copy of the logits to the host
-//! included, sampling not; tok/s counts every sequence's tokens), f32 and bf16 — and mixed-precision training (`Trainer::to_device`) at B = 16,
+//! prompt, each sampled on the device with the generate CLI's defaults — temperature 1,
+//! top-k 50 — and fed back; tok/s counts every sequence's tokens), f32 and bf16 — and
+//! mixed-precision training (`Trainer::to_device`) at B = 16,
 //! T = 1024: tokens/s and MFU; with the device memory the allocator holds after each.
 //!
 //! Lines in the format of `scripts/bench_torch_gpu.py` (which times transformers'
@@ -17,6 +18,7 @@ use std::time::Instant;
 
 use gpt2::gpt2_core::model::cuda::{CudaGpt2, CudaKvCache};
 use gpt2::gpt2_core::model::{Config, Gpt2, ParamArena};
+use gpt2::gpt2_core::sample::{Sampler, SamplingParams};
 use gpt2::gpt2_core::train::data::Order;
 use gpt2::gpt2_core::train::optim::AdamWConfig;
 use gpt2::gpt2_core::train::schedule::{Schedule, ScheduleKind};
@@ -48,6 +50,7 @@ fn median(mut f: impl FnMut() -> Result<f64>) -> Result<f64> {
 
 fn bench<T: GpuFloat + Element>(host: &Gpt2, name: &str, tokens: &[u32]) -> Result<()> {
     let model = CudaGpt2::<T>::upload(host, 0)?;
+    let cfg_vocab = host.config().vocab_size;
     let gpu = model.gpu().clone();
     let mut cache = model.new_cache()?;
     let prefill = median(|| {
@@ -62,22 +65,38 @@ fn bench<T: GpuFloat + Element>(host: &Gpt2, name: &str, tokens: &[u32]) -> Resu
         &format!("generate 124M {name} prefill {PREFILL}"),
         prefill / PREFILL as f64,
     );
-    // Decoding at batch 1 and 16: the sequences advance together, one row each per step
-    // (forward_cached is forward_batch of one sequence).
+    // Decoding at batch 1 and 16: the sequences advance together, one row each per step,
+    // each sampling its next token on the device from its own seeded stream.
+    let params = SamplingParams {
+        top_k: 50,
+        ..SamplingParams::default()
+    };
     for batch in [1, 16] {
         let mut caches = (0..batch)
             .map(|_| model.new_cache())
             .collect::<Result<Vec<_>>>()?;
-        let step = |caches: &mut [CudaKvCache<T>], toks: &[u32]| {
-            let mut seqs: Vec<_> = caches.iter_mut().map(|c| (c, toks)).collect();
-            model.forward_batch(&mut seqs).map(|_| ())
+        let step = |caches: &mut [CudaKvCache<T>], toks: &[Vec<u32>], samplers: &mut [Sampler]| {
+            let mut seqs: Vec<_> = caches
+                .iter_mut()
+                .zip(toks)
+                .map(|(c, t)| (c, &t[..]))
+                .collect();
+            let logits = model.forward_logits(&mut seqs)?;
+            // The repetition penalty is off: the histories are not read.
+            let histories = vec![&[][..]; toks.len()];
+            model.sample(&logits, samplers, &histories, cfg_vocab)
         };
         let secs = median(|| {
             caches.iter_mut().for_each(CudaKvCache::clear);
-            step(&mut caches, &tokens[..PROMPT])?;
+            let mut samplers = (0..batch)
+                .map(|s| Sampler::new(params.clone(), s as u64))
+                .collect::<Result<Vec<_>>>()?;
+            let prompt = vec![tokens[..PROMPT].to_vec(); batch];
+            let mut ids = step(&mut caches, &prompt, &mut samplers)?;
             let start = Instant::now();
-            for t in PROMPT..PROMPT + DECODE {
-                step(&mut caches, &tokens[t..t + 1])?;
+            for _ in 0..DECODE {
+                let next: Vec<Vec<u32>> = ids.iter().map(|&id| vec![id]).collect();
+                ids = step(&mut caches, &next, &mut samplers)?;
             }
             Ok(start.elapsed().as_secs_f64())
         })?;

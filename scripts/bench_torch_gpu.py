@@ -138,7 +138,7 @@ def summary(paths):
 def bench_generate(torch):
     """transformers' GPT-2 124M (random weights, eager attention) on the cases of
     benches/cuda_gpt2.rs: prefill of 512 tokens, then 32 decoding steps with the KV
-    cache after a 64-token prompt; µs per token. Skipped when transformers is missing."""
+    cache after a 64-token prompt, sampling each token; µs per token. Skipped when transformers is missing."""
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
     except ImportError:
@@ -153,13 +153,18 @@ def bench_generate(torch):
             report(f"generate 124M {name} prefill 512", secs / 512, 1.0, "tok/s")
 
             def decode(batch):
-                """Seconds per generated token (of all sequences) over 32 steps."""
-                rows = tokens[:, :96].expand(batch, 96).contiguous()
-                past = model(rows[:, :64], use_cache=True).past_key_values
+                """Seconds per generated token (of all sequences) over 32 steps, each token
+                sampled with temperature 1 and top-k 50 (as benches/cuda_gpt2.rs) and fed back."""
+                rows = tokens[:, :64].expand(batch, 64).contiguous()
+                out = model(rows, use_cache=True)
                 torch.cuda.synchronize()
                 start = time.perf_counter()
-                for t in range(64, 96):
-                    past = model(rows[:, t : t + 1], past_key_values=past, use_cache=True).past_key_values
+                for _ in range(32):
+                    logits = out.logits[:, -1].float()
+                    kth = torch.topk(logits, 50).values[:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                    nxt = torch.multinomial(torch.softmax(logits, -1), 1)
+                    out = model(nxt, past_key_values=out.past_key_values, use_cache=True)
                 torch.cuda.synchronize()
                 return (time.perf_counter() - start) / (32 * batch)
 

@@ -78,26 +78,37 @@ pub struct Generated {
     pub text: String,
 }
 
-/// What generation needs from a model: one sequence that grows a few tokens at a time.
+/// What generation needs from a model: one sequence that grows a few tokens at a time,
+/// and a choice of the next token from the logits of its last one.
 pub trait Decoder {
     /// The model's sizes.
     fn config(&self) -> &Config;
-    /// Appends `tokens` (at least one) to the sequence and returns the logits (V) of the
-    /// last of them.
-    fn append(&mut self, tokens: &[u32]) -> Result<Vec<f32>>;
+    /// Appends `tokens` (at least one) to the sequence; the logits (V) of the last of them
+    /// stay with the decoder for [`Decoder::sample`].
+    fn append(&mut self, tokens: &[u32]) -> Result<()>;
+    /// Chooses the next token from the logits of the last appended token among the first
+    /// `vocab` ids, with `sampler`'s parameters and random stream; `history` (prompt and
+    /// output so far) feeds the repetition penalty.
+    fn sample(&mut self, sampler: &mut Sampler, history: &[u32], vocab: usize) -> Result<u32>;
 }
 
 /// The CPU [`Decoder`]: a model and its [`KvCache`] for one sequence.
 pub struct CpuDecoder<'a> {
     model: ModelView<'a>,
     cache: KvCache,
+    /// The logits (V) of the last appended token.
+    logits: Vec<f32>,
 }
 
 impl<'a> CpuDecoder<'a> {
     /// A decoder with an empty cache (allocated up to `n_ctx` now).
     pub fn new(model: ModelView<'a>) -> CpuDecoder<'a> {
         let cache = KvCache::new(model.config, 1);
-        CpuDecoder { model, cache }
+        CpuDecoder {
+            model,
+            cache,
+            logits: Vec::new(),
+        }
     }
 }
 
@@ -106,9 +117,21 @@ impl Decoder for CpuDecoder<'_> {
         self.model.config
     }
 
-    fn append(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+    fn append(&mut self, tokens: &[u32]) -> Result<()> {
         let seg = Segment { seq: 0, tokens };
-        self.model.forward_cached(&mut self.cache, &[seg])
+        self.logits = self.model.forward_cached(&mut self.cache, &[seg])?;
+        Ok(())
+    }
+
+    fn sample(&mut self, sampler: &mut Sampler, history: &[u32], vocab: usize) -> Result<u32> {
+        // Ids past `vocab` (padding rows of a larger embedding) are never sampled.
+        let logits = &mut self.logits;
+        let cut = vocab.min(logits.len());
+        logits[cut..]
+            .iter_mut()
+            .for_each(|l| *l = f32::NEG_INFINITY);
+        let work = Work::bytes(4 * logits.len());
+        profile::op("sample", work, || sampler.sample(logits, history))
     }
 }
 
@@ -120,8 +143,6 @@ pub struct Generation<'a> {
     opts: GenerateOptions,
     sampler: Sampler,
     history: Vec<u32>,
-    /// Logits for the next token (from the prompt or the last generated token).
-    next_logits: Vec<f32>,
     produced: usize,
     text: String,
     stop: Option<StopReason>,
@@ -185,7 +206,7 @@ pub fn generate_with<'a>(
             }
         }
     }
-    let next_logits = decoder.append(&prompt)?;
+    decoder.append(&prompt)?;
     let sampler = Sampler::new(opts.sampling.clone(), opts.seed)?;
     Ok(Generation {
         decoder,
@@ -194,7 +215,6 @@ pub fn generate_with<'a>(
         sampler,
         prompt_len: prompt.len(),
         history: prompt,
-        next_logits,
         produced: 0,
         text: String::new(),
         stop: None,
@@ -231,13 +251,10 @@ impl Generation<'_> {
         // Ids the tokenizer cannot decode (padding rows of a larger embedding) are never sampled.
         let vocab = self
             .tokenizer
-            .map_or(self.next_logits.len(), |t| t.vocab_size());
-        self.next_logits[vocab..]
-            .iter_mut()
-            .for_each(|l| *l = f32::NEG_INFINITY);
-        let work = Work::bytes(4 * self.next_logits.len());
-        let (sampler, logits, history) = (&mut self.sampler, &mut self.next_logits, &self.history);
-        let id = profile::op("sample", work, || sampler.sample(logits, history))?;
+            .map_or(self.decoder.config().vocab_size, |t| t.vocab_size());
+        let id = self
+            .decoder
+            .sample(&mut self.sampler, &self.history, vocab)?;
         self.history.push(id);
         self.produced += 1;
         let text = match self.text_decoder.as_mut() {
@@ -257,7 +274,7 @@ impl Generation<'_> {
         } else if self.produced >= self.opts.max_new_tokens {
             self.stop = Some(StopReason::MaxTokens);
         } else {
-            self.next_logits = self.decoder.append(&[id])?;
+            self.decoder.append(&[id])?;
         }
         Ok(Generated { id, text })
     }

@@ -189,6 +189,18 @@ impl Sampler {
         &self.params
     }
 
+    /// The uniform number in [0, 1) that [`Sampler::sample`] would draw with these
+    /// parameters (none when greedy: 0), for a sampler that runs elsewhere (the GPU's):
+    /// the random stream advances exactly as if this sampler had drawn.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn next_uniform(&mut self) -> f64 {
+        if self.params.temperature == 0.0 {
+            0.0
+        } else {
+            self.rng.next_f64()
+        }
+    }
+
     /// Chooses the next token. `logits` (V) is modified in place by the filters; `history`
     /// (prompt and output so far) feeds the repetition penalty.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Result<u32> {

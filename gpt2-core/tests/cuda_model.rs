@@ -1,6 +1,8 @@
 //! GPU tests of GPT-2 on the device (`model::cuda`, `train::cuda`), against the CPU, on
 //! small random models (no files): the forward with its KV cache (prefill and decoding,
-//! f32 and bf16), its input errors, greedy generation through `generate_with`; the
+//! f32 and bf16), its input errors, greedy and sampled generation through
+//! `generate_with`; sampling on the device against the CPU sampler on the same logits
+//! (every filter, f32 and bf16 rows of GPT-2's 50257 tokens, ties, errors); the
 //! training forward + backward in f32 (every parameter gradient), and mixed-precision
 //! training steps through `Trainer::to_device`. A plain program (`harness = false`) like
 //! `cuda_tensor`: one line per check, or `SKIP` lines without a GPU.
@@ -20,13 +22,13 @@ use common::{Check, fail};
 use gpt2_core::generate::{CpuDecoder, GenerateOptions, generate_with};
 use gpt2_core::model::cuda::{CudaActivations, CudaDecoder, CudaGpt2};
 use gpt2_core::model::{Activations, Config, Dropout, Gpt2, KvCache, ParamArena, Segment};
-use gpt2_core::sample::SamplingParams;
+use gpt2_core::sample::{Sampler, SamplingParams};
 use gpt2_core::train::data::Order;
 use gpt2_core::train::optim::AdamWConfig;
 use gpt2_core::train::schedule::{Schedule, ScheduleKind};
 use gpt2_core::train::{TrainSettings, Trainer};
 use gpt2_core::{Device, Element, Error, Result};
-use gpt2_kernels::cuda::GpuFloat;
+use gpt2_kernels::cuda::{Gpu, GpuFloat, sample};
 use gpt2_kernels::rng::Rng;
 use half::bf16;
 
@@ -139,16 +141,16 @@ fn batch_equals_one_by_one() -> Result<()> {
     Ok(())
 }
 
-/// Greedy generation through `generate_with` gives the CPU's ids.
-fn greedy_generation_matches_cpu() -> Result<()> {
+/// Generation through `generate_with` gives the CPU's ids with `sampling` (sampled on the
+/// device from logits within 1e-5 of the CPU's: a draw could only differ if it fell that
+/// close to a token's edge).
+fn generation_matches_cpu(sampling: SamplingParams) -> Result<()> {
     let host = model()?;
     let gpu = CudaGpt2::<f32>::upload(&host, 0)?;
     let opts = GenerateOptions {
         max_new_tokens: 20,
-        sampling: SamplingParams {
-            temperature: 0.0,
-            ..SamplingParams::default()
-        },
+        sampling,
+        seed: 5,
         ..GenerateOptions::default()
     };
     let prompt = &steps()[0];
@@ -168,7 +170,153 @@ fn greedy_generation_matches_cpu() -> Result<()> {
         opts,
     )?)?;
     if cpu != dev {
-        return fail(format!("greedy ids differ: cpu {cpu:?}, gpu {dev:?}"));
+        return fail(format!("ids differ: cpu {cpu:?}, gpu {dev:?}"));
+    }
+    Ok(())
+}
+
+fn greedy_generation_matches_cpu() -> Result<()> {
+    generation_matches_cpu(SamplingParams::greedy())
+}
+
+fn sampled_generation_matches_cpu() -> Result<()> {
+    generation_matches_cpu(SamplingParams {
+        temperature: 0.8,
+        top_k: 100,
+        top_p: 0.9,
+        repetition_penalty: 1.2,
+    })
+}
+
+/// The device sampler picks the CPU sampler's token from the same logits, row by row,
+/// with each row's uniform number taken from a `Sampler`'s stream of the same seed:
+/// rows of 50257 logits (stride 50304, NaN padding that must never be read), normal with
+/// σ = 3, or flat (every token tied), in f32 and in bf16 (many ties), over every filter.
+fn device_sampling_matches_cpu() -> Result<()> {
+    let gpu = Gpu::get(0).map_err(gpt2_kernels::KernelError::from)?;
+    let (v, stride) = (50257, 50304);
+    let p = |temperature, top_k, top_p, repetition_penalty| SamplingParams {
+        temperature,
+        top_k,
+        top_p,
+        repetition_penalty,
+    };
+    let cases = [
+        p(0.0, 0, 1.0, 1.0),
+        p(0.0, 0, 1.0, 1.5),
+        p(1.0, 0, 1.0, 1.0),
+        p(0.7, 0, 1.0, 1.0),
+        p(1.0, 50, 1.0, 1.0),
+        p(1.0, 0, 0.9, 1.0),
+        p(1.0, 0, 0.2, 1.0),
+        p(0.8, 40, 0.95, 1.3),
+    ];
+    let mut rng = Rng::new(3);
+    for bf in [false, true] {
+        for (ci, params) in cases.iter().enumerate() {
+            for flat in [false, true] {
+                let rows = 4;
+                let mut host = vec![f32::NAN; rows * stride];
+                for r in 0..rows {
+                    for x in &mut host[r * stride..r * stride + v] {
+                        let l = if flat {
+                            0.5
+                        } else {
+                            3.0 * rng.next_normal() as f32
+                        };
+                        *x = if bf { bf16::from_f32(l).to_f32() } else { l };
+                    }
+                }
+                let histories: Vec<Vec<u32>> = (0..rows)
+                    .map(|r| {
+                        (0..20 + 10 * r)
+                            .map(|_| (rng.next_u64() % 50300) as u32)
+                            .collect()
+                    })
+                    .collect();
+                let hist: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
+                let seed = |r: usize| 100 + r as u64;
+                let uniforms: Vec<f64> = (0..rows)
+                    .map(|r| {
+                        let mut s = Rng::new(seed(r));
+                        if params.temperature == 0.0 {
+                            0.0
+                        } else {
+                            s.next_f64()
+                        }
+                    })
+                    .collect();
+                let filters = sample::Filters {
+                    temperature: params.temperature,
+                    top_k: params.top_k,
+                    top_p: params.top_p,
+                    repetition_penalty: params.repetition_penalty,
+                };
+                let got = if bf {
+                    let d: Vec<bf16> = host.iter().map(|&x| bf16::from_f32(x)).collect();
+                    sample::sample(
+                        &gpu,
+                        &gpu.upload(&d)?,
+                        stride,
+                        v,
+                        &filters,
+                        &hist,
+                        &uniforms,
+                    )?
+                } else {
+                    sample::sample(
+                        &gpu,
+                        &gpu.upload(&host)?,
+                        stride,
+                        v,
+                        &filters,
+                        &hist,
+                        &uniforms,
+                    )?
+                };
+                for r in 0..rows {
+                    let mut row = host[r * stride..r * stride + v].to_vec();
+                    let want = Sampler::new(params.clone(), seed(r))?.sample(&mut row, hist[r])?;
+                    if got[r] != want {
+                        return fail(format!(
+                            "case {ci} {params:?} (bf16 {bf}, flat {flat}) row {r}: gpu {}, cpu {want}",
+                            got[r]
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    // A NaN among the candidates and a row with nothing left are errors, as on the CPU.
+    let filters = sample::Filters {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        repetition_penalty: 1.0,
+    };
+    let mut row = vec![0.0f32; stride];
+    row[7] = f32::NAN;
+    let nan = sample::sample(
+        &gpu,
+        &gpu.upload(&row)?,
+        stride,
+        v,
+        &filters,
+        &[&[]],
+        &[0.5],
+    );
+    let empty = vec![f32::NEG_INFINITY; stride];
+    let empty = sample::sample(
+        &gpu,
+        &gpu.upload(&empty)?,
+        stride,
+        v,
+        &filters,
+        &[&[]],
+        &[0.5],
+    );
+    if nan.is_ok() || empty.is_ok() {
+        return fail(format!("expected errors, got {nan:?} and {empty:?}"));
     }
     Ok(())
 }
@@ -308,7 +456,7 @@ fn trainer_follows_cpu() -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let checks: [Check; 7] = [
+    let checks: [Check; 9] = [
         ("model::f32_matches_cpu", f32_matches_cpu),
         ("model::bf16_matches_cpu", bf16_matches_cpu),
         ("model::input_errors", input_errors),
@@ -316,6 +464,11 @@ fn main() -> ExitCode {
             "model::greedy_generation_matches_cpu",
             greedy_generation_matches_cpu,
         ),
+        (
+            "model::sampled_generation_matches_cpu",
+            sampled_generation_matches_cpu,
+        ),
+        ("sample::device_matches_cpu", device_sampling_matches_cpu),
         ("model::batch_equals_one_by_one", batch_equals_one_by_one),
         ("model::backward_matches_cpu", backward_matches_cpu),
         ("train::trainer_follows_cpu", trainer_follows_cpu),

@@ -38,6 +38,15 @@ pub enum KernelError {
         /// What is inconsistent.
         msg: String,
     },
+    /// The values cannot be used (e.g. a logits row with a NaN, or with every token
+    /// filtered out).
+    #[error("{op}: {msg}")]
+    Value {
+        /// The kernel.
+        op: &'static str,
+        /// What is wrong with the values.
+        msg: String,
+    },
     /// The GPU failed, or there is none (see [`crate::cuda::CudaError`]).
     #[error(transparent)]
     Cuda(#[from] crate::cuda::CudaError),

@@ -3,9 +3,11 @@
 //! CUDA twins of the CPU kernels (`gpt2_kernels::cuda`).
 //!
 //! Storage and activations are `T` (`f32`, or `bf16` with f32 arithmetic inside every
-//! kernel); per-row statistics stay f32. One sequence per cache. The only host traffic
-//! of a step is the new token ids going up and the last row's logits (V floats) coming
-//! back for the sampler.
+//! kernel); per-row statistics stay f32. One sequence per cache; several advance
+//! together with [`CudaGpt2::forward_batch`]. The logits stay on the device
+//! ([`CudaGpt2::forward_logits`]) and the sampler runs there too
+//! ([`CudaGpt2::sample`], `gpt2_kernels::cuda::sample`): the host traffic of a decoding
+//! step is the new token ids going up and the chosen ids coming back.
 //!
 //! Training ([`CudaGpt2::forward_train`], [`CudaGpt2::backward`]) keeps every activation
 //! of a (B, T) batch in [`CudaActivations`] and adds the gradients into a list of buffers
@@ -13,8 +15,8 @@
 //! AdamW on the device. Dropout is not implemented on the GPU (the configs must have it
 //! at 0).
 //!
-//! What this deliberately does not do (yet): sampling on the device, CUDA-graph capture
-//! of the decode step, batched sequences, dropout. It has not run on a GPU in this
+//! What this deliberately does not do (yet): CUDA-graph capture of the decode step,
+//! dropout. It has not run on a GPU in this
 //! repository's CI (which has none): `gpt2-core/tests/cuda_model.rs` compares it with
 //! the CPU forward and backward wherever a device is present, and skips otherwise.
 
@@ -24,12 +26,13 @@ use gpt2_kernels::cpu::matmul::{Weight, WeightData};
 use gpt2_kernels::cuda::matmul::{self, Version, Weight as GpuWeight, WeightLayout};
 use gpt2_kernels::cuda::{Gpu, MemoryStats};
 use gpt2_kernels::cuda::{
-    GpuBuf, GpuFloat, attention, crossentropy, embedding, gelu, layernorm, residual,
+    GpuBuf, GpuFloat, attention, crossentropy, embedding, gelu, layernorm, residual, sample,
 };
 
 use super::{Config, Gpt2};
 use crate::error::{Error, Result};
 use crate::generate::Decoder;
+use crate::sample::Sampler;
 use crate::tensor::Element;
 
 /// Position of each of a block's tensors in [`super::param_specs`] order.
@@ -218,15 +221,26 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
         Ok(logits.swap_remove(0))
     }
 
-    /// Batched generation: appends each sequence's new tokens to its own cache (different
-    /// lengths are fine) and returns the logits (V) of each one's last new token, in
-    /// order. The matmuls, layer norms and the LM head run once over all new rows; the
-    /// attention runs per sequence against its cache. Nothing is appended unless every
-    /// sequence's input is valid.
+    /// [`CudaGpt2::forward_logits`], with the logits (V) of each sequence copied to the
+    /// host.
     pub fn forward_batch(
         &self,
         seqs: &mut [(&mut CudaKvCache<T>, &[u32])],
     ) -> Result<Vec<Vec<f32>>> {
+        let logits = self.forward_logits(seqs)?;
+        let host: Vec<T> = logits.to_vec()?;
+        let v = self.config.vocab_size;
+        let row = |r: &[T]| r[..v].iter().map(|&x| x.to_f32()).collect();
+        Ok(host.chunks(self.vp()).map(row).collect())
+    }
+
+    /// Batched generation: appends each sequence's new tokens to its own cache (different
+    /// lengths are fine) and returns the logits of each one's last new token, in order,
+    /// on the device: (S, Vp), of which the first V columns of each row are the logits.
+    /// The matmuls, layer norms and the LM head run once over all new rows; the attention
+    /// runs per sequence against its cache. Nothing is appended unless every sequence's
+    /// input is valid.
+    pub fn forward_logits(&self, seqs: &mut [(&mut CudaKvCache<T>, &[u32])]) -> Result<GpuBuf<T>> {
         let cfg = &self.config;
         for (cache, tokens) in seqs.iter() {
             let (n, start) = (tokens.len(), cache.len);
@@ -251,15 +265,9 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
             }
         }
         if seqs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(self.gpu.alloc(0)?);
         }
-        let (gpu, c, f, nh, v) = (
-            &*self.gpu,
-            cfg.n_embd,
-            cfg.n_inner,
-            cfg.n_head,
-            cfg.vocab_size,
-        );
+        let (gpu, c, f, nh) = (&*self.gpu, cfg.n_embd, cfg.n_inner, cfg.n_head);
         // The new rows of all sequences, one after another: (first row, count, start).
         let mut rows = Vec::with_capacity(seqs.len());
         let (mut tokens, mut positions) = (Vec::new(), Vec::new());
@@ -336,9 +344,55 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
         let mut logits: GpuBuf<T> = gpu.alloc(s_count * vp)?; // (S, Vp)
         let head = GpuWeight::new(self.wte(), WeightLayout::OutIn);
         matmul::forward(gpu, auto, &mut logits, &lnf, head, None, c, vp)?;
-        let host: Vec<T> = logits.to_vec()?;
-        let row = |r: &[T]| r[..v].iter().map(|&x| x.to_f32()).collect();
-        Ok(host.chunks(vp).map(row).collect())
+        Ok(logits)
+    }
+
+    /// The next token of each sequence, chosen on the device from the rows of `logits`
+    /// ((S, Vp), from [`CudaGpt2::forward_logits`]) among the first `vocab` ids: row `s`
+    /// with `samplers[s]` (which must all have the same parameters; each advances its own
+    /// random stream as if it had sampled on the CPU, so a seed gives the same tokens on
+    /// either) and `histories[s]` for the repetition penalty. Only the ids come back.
+    pub fn sample(
+        &self,
+        logits: &GpuBuf<T>,
+        samplers: &mut [Sampler],
+        histories: &[&[u32]],
+        vocab: usize,
+    ) -> Result<Vec<u32>> {
+        let Some(first) = samplers.first() else {
+            return Ok(Vec::new());
+        };
+        let p = first.params().clone();
+        if samplers.iter().any(|s| *s.params() != p) {
+            return Err(Error::Input(
+                "the sequences of one batch must share their sampling parameters".into(),
+            ));
+        }
+        if histories.len() != samplers.len() {
+            return Err(Error::Input(format!(
+                "{} samplers but {} histories",
+                samplers.len(),
+                histories.len()
+            )));
+        }
+        let filters = sample::Filters {
+            temperature: p.temperature,
+            top_k: p.top_k,
+            top_p: p.top_p,
+            repetition_penalty: p.repetition_penalty,
+        };
+        let uniforms: Vec<f64> = samplers.iter_mut().map(Sampler::next_uniform).collect();
+        let v = vocab.min(self.config.vocab_size);
+        let gpu = &*self.gpu;
+        Ok(sample::sample(
+            gpu,
+            logits,
+            self.vp(),
+            v,
+            &filters,
+            histories,
+            &uniforms,
+        )?)
     }
 }
 
@@ -347,6 +401,8 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
 pub struct CudaDecoder<'m, T: GpuFloat> {
     model: &'m CudaGpt2<T>,
     cache: CudaKvCache<T>,
+    /// The logits (1, Vp) of the last appended token, on the device.
+    logits: Option<GpuBuf<T>>,
 }
 
 impl<'m, T: GpuFloat + Element> CudaDecoder<'m, T> {
@@ -355,6 +411,7 @@ impl<'m, T: GpuFloat + Element> CudaDecoder<'m, T> {
         Ok(CudaDecoder {
             cache: model.new_cache()?,
             model,
+            logits: None,
         })
     }
 }
@@ -364,8 +421,23 @@ impl<T: GpuFloat + Element> Decoder for CudaDecoder<'_, T> {
         &self.model.config
     }
 
-    fn append(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        self.model.forward_cached(&mut self.cache, tokens)
+    fn append(&mut self, tokens: &[u32]) -> Result<()> {
+        self.logits = Some(
+            self.model
+                .forward_logits(&mut [(&mut self.cache, tokens)])?,
+        );
+        Ok(())
+    }
+
+    fn sample(&mut self, sampler: &mut Sampler, history: &[u32], vocab: usize) -> Result<u32> {
+        let logits = self
+            .logits
+            .as_ref()
+            .ok_or_else(|| Error::Input("nothing appended yet: no logits to sample".into()))?;
+        let ids = self
+            .model
+            .sample(logits, std::slice::from_mut(sampler), &[history], vocab)?;
+        Ok(ids[0])
     }
 }
 

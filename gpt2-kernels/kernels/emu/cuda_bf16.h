@@ -8,6 +8,9 @@
 #include <cstdint>
 #include <cstring>
 
+// CUDA's math functions are global; <cmath> puts some only in std.
+using std::isnan;
+
 #define __device__
 #define __host__
 #define __global__
@@ -101,3 +104,21 @@ template <typename T>
 inline T __shfl_sync(unsigned, T v, int src) {
     return emu_shfl(v, unsigned(src));
 }
+template <typename T>
+inline T __shfl_up_sync(unsigned, T v, unsigned delta) {
+    const unsigned lane = threadIdx.x % 32;
+    return emu_shfl(v, lane >= delta ? lane - delta : lane);
+}
+
+inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+inline float __uint_as_float(unsigned u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+// The emulated threads are real threads: a real atomic.
+inline unsigned atomicOr(unsigned* p, unsigned v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }

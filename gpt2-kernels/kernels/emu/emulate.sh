@@ -14,7 +14,7 @@ done
 cp "$here"/mma.cuh "$here"/hopper.cuh "$tmp"/
 flags=(-std=c++20 -O2 -pthread -I "$here" -I "$tmp" -Wall -Wno-unknown-pragmas)
 objs=()
-for k in matmul_v1_tiled matmul_v2_regblock matmul_v3_mma matmul_v4_wgmma.sm90a attention attention_flash; do
+for k in matmul_v1_tiled matmul_v2_regblock matmul_v3_mma matmul_v4_wgmma.sm90a attention attention_flash sample; do
     ns="emu_${k//./_}"
     cat >"$tmp/tu_$ns.cpp" <<CPP
 #include <cmath>
@@ -31,7 +31,7 @@ CPP
     g++ "${flags[@]}" -c "$tmp/tu_$ns.cpp" -o "$tmp/$ns.o" &
     objs+=("$tmp/$ns.o")
 done
-for f in emulate matmul_tests attention_tests; do
+for f in emulate matmul_tests attention_tests sample_tests; do
     g++ "${flags[@]}" -c "$here/$f.cpp" -o "$tmp/$f.o" &
     objs+=("$tmp/$f.o")
 done

@@ -12,9 +12,11 @@ void report(const std::string& name, double err, double tol);
 
 void run_matmul_tests(const std::string& filter);
 void run_attention_tests(const std::string& filter);
+void run_sample_tests(const std::string& filter);
 inline void run_tests(const std::string& filter) {
     run_matmul_tests(filter);
     run_attention_tests(filter);
+    run_sample_tests(filter);
 }
 
 // Shared by the test files.

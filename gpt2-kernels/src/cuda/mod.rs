@@ -17,14 +17,15 @@
 //! [`GpuBuf::to_vec`] copies back. Each op mirrors its CPU twin in [`crate::cpu`]: the
 //! same file name, function names, operand order and semantics (backward functions
 //! accumulate), with `gpu: &Gpu` in place of `isa: Isa` and device buffers in place of
-//! slices. Index operands (token ids, positions, targets) stay host slices: they are
+//! slices (the sampler's twin is `gpt2_core::sample`). Index operands (token ids, positions, targets) stay host slices: they are
 //! small, and checking them on the host keeps out-of-range ids a typed error.
 //!
 //! Element types: every op runs on `f32` or on `bf16` storage ([`GpuFloat`]), always
 //! computing in f32; per-row statistics (`mean`, `rstd`, `losses`) stay f32 and AdamW
 //! keeps f32 master weights and moments.
 //!
-//! Determinism: no kernel uses atomics. Reductions run in a fixed order (warp
+//! Determinism: no kernel adds with atomics (the sampler sets bits of a bitmap with
+//! `atomicOr`, which every order leaves the same). Reductions run in a fixed order (warp
 //! butterflies, fixed per-block partials added in order by a second pass), so every
 //! result is bitwise the same from run to run on a given GPU.
 //!
@@ -69,6 +70,8 @@ pub mod layernorm;
 pub mod matmul;
 #[cfg(feature = "cuda")]
 pub mod residual;
+#[cfg(feature = "cuda")]
+pub mod sample;
 #[cfg(feature = "cuda")]
 pub mod softmax;
 
