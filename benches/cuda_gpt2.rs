@@ -1,7 +1,8 @@
 //! GPT-2 124M on the GPU (random weights made here): generation (`model::cuda`) —
 //! prefill of 512 tokens, and decoding at batch 1 and 16 (32 tokens after a 64-token
 //! prompt, each sampled on the device with the generate CLI's defaults — temperature 1,
-//! top-k 50 — and fed back; tok/s counts every sequence's tokens), f32 and bf16 — and
+//! top-k 50 — and fed back; tok/s counts every sequence's tokens; batch 1 also replayed
+//! from a CUDA graph, as `generate --cuda-graph`), f32 and bf16 — and
 //! mixed-precision training (`Trainer::to_device`) at B = 16,
 //! T = 1024: tokens/s and MFU; with the device memory the allocator holds after each.
 //!
@@ -16,7 +17,8 @@
 
 use std::time::Instant;
 
-use gpt2::gpt2_core::model::cuda::{CudaGpt2, CudaKvCache};
+use gpt2::gpt2_core::generate::Decoder;
+use gpt2::gpt2_core::model::cuda::{CudaDecoder, CudaGpt2, CudaKvCache};
 use gpt2::gpt2_core::model::{Config, Gpt2, ParamArena};
 use gpt2::gpt2_core::sample::{Sampler, SamplingParams};
 use gpt2::gpt2_core::train::data::Order;
@@ -105,6 +107,28 @@ fn bench<T: GpuFloat + Element>(host: &Gpt2, name: &str, tokens: &[u32]) -> Resu
             secs / (batch * DECODE) as f64,
         );
     }
+    // Batch 1 replaying each step from a CUDA graph (generate --cuda-graph); the first two
+    // steps (the first includes the capture) are not timed.
+    let secs = median(|| {
+        let mut d = CudaDecoder::with_graph(&model)?;
+        let mut sampler = Sampler::new(params.clone(), 0)?;
+        let mut history = tokens[..PROMPT].to_vec();
+        d.append(&history)?;
+        let mut start = Instant::now();
+        for i in 0..DECODE + 2 {
+            if i == 2 {
+                start = Instant::now();
+            }
+            let id = d.sample(&mut sampler, &history, cfg_vocab)?;
+            history.push(id);
+            d.append(&[id])?;
+        }
+        Ok(start.elapsed().as_secs_f64())
+    })?;
+    report(
+        &format!("generate 124M {name} decode B=1 graph"),
+        secs / DECODE as f64,
+    );
     let m = model.memory_stats();
     println!(
         "generate 124M {name}: {} MiB in use, {} MiB cached by the allocator",

@@ -78,6 +78,10 @@ struct Args {
     /// With --device cuda: every weight and activation in bf16.
     #[arg(long)]
     bf16: bool,
+    /// With --device cuda: replay each decoding step from one CUDA graph instead of
+    /// launching its ~150 kernels one by one (batch-1 decoding is launch-bound).
+    #[arg(long)]
+    cuda_graph: bool,
     /// At the end, print a per-op table to stderr: calls, time, share, GFLOP/s, GB/s and
     /// % of the machine's roofline (measured then, about a second).
     #[arg(long)]
@@ -169,6 +173,9 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
     let t0 = Instant::now();
     let path = model_path(args.model.as_deref())?;
     let mut model = Gpt2::load(&path)?;
+    if args.cuda_graph && matches!(args.device, DeviceArg::Cpu) {
+        return Err("--cuda-graph needs --device cuda".into());
+    }
     if args.bf16 && matches!(args.device, DeviceArg::Cpu) {
         model = model.with_bf16_weights()?;
     }
@@ -227,7 +234,7 @@ fn generate_text(args: &Args) -> Result<(), BoxError> {
     let t1 = Instant::now();
     let decoder: Box<dyn Decoder + '_> = match &device_model {
         None => Box::new(CpuDecoder::new(model.view()?)),
-        Some(m) => m.decoder()?,
+        Some(m) => m.decoder(args.cuda_graph)?,
     };
     let mut generation = generate_with(decoder, Some(&tokenizer), &prompt_ids, opts)?;
     let prefill_s = t1.elapsed().as_secs_f64();
@@ -324,11 +331,13 @@ impl DeviceModel {
         })
     }
 
-    fn decoder(&self) -> Result<Box<dyn Decoder + '_>, BoxError> {
+    fn decoder(&self, graph: bool) -> Result<Box<dyn Decoder + '_>, BoxError> {
         use gpt2::gpt2_core::model::cuda::CudaDecoder;
-        Ok(match self {
-            DeviceModel::F32(m) => Box::new(CudaDecoder::new(m)?),
-            DeviceModel::Bf16(m) => Box::new(CudaDecoder::new(m)?),
+        Ok(match (self, graph) {
+            (DeviceModel::F32(m), false) => Box::new(CudaDecoder::new(m)?),
+            (DeviceModel::F32(m), true) => Box::new(CudaDecoder::with_graph(m)?),
+            (DeviceModel::Bf16(m), false) => Box::new(CudaDecoder::new(m)?),
+            (DeviceModel::Bf16(m), true) => Box::new(CudaDecoder::with_graph(m)?),
         })
     }
 
@@ -360,7 +369,7 @@ impl DeviceModel {
         )
     }
 
-    fn decoder(&self) -> Result<Box<dyn Decoder + '_>, BoxError> {
+    fn decoder(&self, _: bool) -> Result<Box<dyn Decoder + '_>, BoxError> {
         match *self {}
     }
 

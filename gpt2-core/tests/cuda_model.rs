@@ -1,7 +1,8 @@
 //! GPU tests of GPT-2 on the device (`model::cuda`, `train::cuda`), against the CPU, on
 //! small random models (no files): the forward with its KV cache (prefill and decoding,
 //! f32 and bf16), its input errors, greedy and sampled generation through
-//! `generate_with`; sampling on the device against the CPU sampler on the same logits
+//! `generate_with`; decoding replayed from a CUDA graph against eager decoding; sampling
+//! on the device against the CPU sampler on the same logits
 //! (every filter, f32 and bf16 rows of GPT-2's 50257 tokens, ties, errors); the
 //! training forward + backward in f32 (every parameter gradient), and mixed-precision
 //! training steps through `Trainer::to_device`. A plain program (`harness = false`) like
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 
 use common::{Check, fail};
 
-use gpt2_core::generate::{CpuDecoder, GenerateOptions, generate_with};
+use gpt2_core::generate::{CpuDecoder, Decoder, GenerateOptions, generate_with};
 use gpt2_core::model::cuda::{CudaActivations, CudaDecoder, CudaGpt2};
 use gpt2_core::model::{Activations, Config, Dropout, Gpt2, KvCache, ParamArena, Segment};
 use gpt2_core::sample::{Sampler, SamplingParams};
@@ -186,6 +187,51 @@ fn sampled_generation_matches_cpu() -> Result<()> {
         top_p: 0.9,
         repetition_penalty: 1.2,
     })
+}
+
+/// Decoding from a captured CUDA graph gives the eager decoder's ids (the same kernels on
+/// the same inputs: any difference is a replay bug), f32 and bf16, sampling, to the end
+/// of the context; one more token past it is an input error, not a replay.
+fn graph_decoding_equals_eager<T: GpuFloat + Element>() -> Result<()> {
+    let host = model()?;
+    let gpu = CudaGpt2::<T>::upload(&host, 0)?;
+    let prompt = &steps()[0];
+    let opts = GenerateOptions {
+        max_new_tokens: 64 - prompt.len(),
+        sampling: SamplingParams {
+            top_k: 50,
+            ..SamplingParams::default()
+        },
+        seed: 9,
+        ..GenerateOptions::default()
+    };
+    let ids = |d: CudaDecoder<'_, T>| -> Result<Vec<u32>> {
+        let g = generate_with(Box::new(d), None, prompt, opts.clone())?;
+        g.map(|t| t.map(|t| t.id)).collect()
+    };
+    let eager = ids(CudaDecoder::new(&gpu)?)?;
+    let graph = ids(CudaDecoder::with_graph(&gpu)?)?;
+    if eager != graph {
+        return fail(format!("ids differ: eager {eager:?}, graph {graph:?}"));
+    }
+    let mut d = CudaDecoder::with_graph(&gpu)?;
+    d.append(&[1; 63])?;
+    d.append(&[2])?; // captured and replayed: the context is full
+
+    match d.append(&[3]) {
+        Err(Error::Input(_)) => Ok(()),
+        other => fail(format!(
+            "past n_ctx: expected an input error, got {other:?}"
+        )),
+    }
+}
+
+fn graph_decoding_equals_eager_f32() -> Result<()> {
+    graph_decoding_equals_eager::<f32>()
+}
+
+fn graph_decoding_equals_eager_bf16() -> Result<()> {
+    graph_decoding_equals_eager::<bf16>()
 }
 
 /// The device sampler picks the CPU sampler's token from the same logits, row by row,
@@ -456,7 +502,7 @@ fn trainer_follows_cpu() -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let checks: [Check; 9] = [
+    let checks: [Check; 11] = [
         ("model::f32_matches_cpu", f32_matches_cpu),
         ("model::bf16_matches_cpu", bf16_matches_cpu),
         ("model::input_errors", input_errors),
@@ -469,6 +515,14 @@ fn main() -> ExitCode {
             sampled_generation_matches_cpu,
         ),
         ("sample::device_matches_cpu", device_sampling_matches_cpu),
+        (
+            "model::graph_equals_eager_f32",
+            graph_decoding_equals_eager_f32,
+        ),
+        (
+            "model::graph_equals_eager_bf16",
+            graph_decoding_equals_eager_bf16,
+        ),
         ("model::batch_equals_one_by_one", batch_equals_one_by_one),
         ("model::backward_matches_cpu", backward_matches_cpu),
         ("train::trainer_follows_cpu", trainer_follows_cpu),

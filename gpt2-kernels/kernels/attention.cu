@@ -55,14 +55,26 @@ __device__ __forceinline__ void stash_lane(float (*part)[MAX_HS], const float (&
 // Block (i, h, b): query i of sequence b, head h, at absolute position pos0 + i, attends
 // keys 0..pos0 + i. Row r of q / k / v / out of sequence b starts at
 // x + b * x_bs + r * x_rs + h * hs. lse, if not null, is (B, NH, tq).
+// pos0_at, if not null, holds pos0 on the device instead (a decoding step replayed from a
+// CUDA graph: the position changes every replay), and kv_rows bounds it: queries past the
+// kv_rows rows of k / v get NaN outputs, never an out-of-bounds read.
 template <typename T>
 __device__ void forward(T* out, float* lse, const T* q, const T* k, const T* v, u32 tq, u32 pos0,
-                        u32 hs, u32 q_rs, u32 kv_rs, u32 out_rs, u64 q_bs, u64 kv_bs, u64 out_bs,
-                        float scale) {
+                        const u32* pos0_at, u32 kv_rows, u32 hs, u32 q_rs, u32 kv_rs, u32 out_rs,
+                        u64 q_bs, u64 kv_bs, u64 out_bs, float scale) {
     __shared__ float qs[MAX_HS];
     __shared__ float part_o[WARPS][MAX_HS];
     __shared__ float part_m[WARPS], part_l[WARPS];
-    const u32 i = blockIdx.x, h = blockIdx.y, b = blockIdx.z, pos = pos0 + i;
+    const u32 i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    if (pos0_at) {
+        pos0 = *pos0_at;
+        if (pos0 >= kv_rows || i >= kv_rows - pos0) {  // the whole block agrees: no barrier left
+            T* orow = out + b * out_bs + (u64)i * out_rs + h * hs;
+            for (u32 d = threadIdx.x; d < hs; d += BLOCK) store(&orow[d], NAN);
+            return;
+        }
+    }
+    const u32 pos = pos0 + i;
     const u32 lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
     const T* qrow = q + b * q_bs + (u64)i * q_rs + h * hs;
     for (u32 d = threadIdx.x; d < hs; d += BLOCK) qs[d] = load(&qrow[d]) * scale;
@@ -101,6 +113,17 @@ __device__ void forward(T* out, float* lse, const T* q, const T* k, const T* v, 
         store(&orow[d], acc / sum);
     }
     if (lse && threadIdx.x == 0) lse[((u64)b * gridDim.y + h) * tq + i] = mx + logf(sum);
+}
+
+// Appends `rows` rows of `n` elements to a KV cache of `cap` rows at the row held on the
+// device (for graph replays): cache[(*pos + r) n + e] = src[r n + e]; nothing when they
+// would not fit.
+template <typename T>
+__device__ void cache_append(T* cache, const T* src, const u32* pos, u32 n, u32 rows, u32 cap) {
+    const u32 at = *pos;
+    if (at > cap || rows > cap - at) return;
+    T* dst = cache + (u64)at * n;
+    GRID_STRIDE(e, (u64)rows * n) dst[e] = src[e];
 }
 
 // ---- backward ------------------------------------------------------------------------
@@ -196,14 +219,20 @@ __device__ void backward_dkv(T* dqkv, const T* dout, const T* qkv, const float* 
     }
 }
 
-// forward: grid (tq, NH, B). backward_d: grid ceil(B * NH * T / WARPS). backward_dq,
-// backward_dkv: grid (T, NH, B). All BLOCK threads.
+// forward: grid (tq, NH, B). cache_append: a grid-stride loop over rows * n.
+// backward_d: grid ceil(B * NH * T / WARPS). backward_dq, backward_dkv: grid (T, NH, B).
+// All BLOCK threads.
 #define INSTANTIATE(T, S)                                                                   \
     extern "C" __global__ void __launch_bounds__(BLOCK) attention_forward_##S(             \
-        T* out, float* lse, const T* q, const T* k, const T* v, u32 tq, u32 pos0, u32 hs,  \
-        u32 q_rs, u32 kv_rs, u32 out_rs, u64 q_bs, u64 kv_bs, u64 out_bs, float scale) {   \
-        forward(out, lse, q, k, v, tq, pos0, hs, q_rs, kv_rs, out_rs, q_bs, kv_bs, out_bs, \
-                scale);                                                                     \
+        T* out, float* lse, const T* q, const T* k, const T* v, u32 tq, u32 pos0,          \
+        const u32* pos0_at, u32 kv_rows, u32 hs, u32 q_rs, u32 kv_rs, u32 out_rs, u64 q_bs, \
+        u64 kv_bs, u64 out_bs, float scale) {                                               \
+        forward(out, lse, q, k, v, tq, pos0, pos0_at, kv_rows, hs, q_rs, kv_rs, out_rs,     \
+                q_bs, kv_bs, out_bs, scale);                                                \
+    }                                                                                       \
+    extern "C" __global__ void __launch_bounds__(BLOCK) attention_cache_append_##S(        \
+        T* cache, const T* src, const u32* pos, u32 n, u32 rows, u32 cap) {                 \
+        cache_append(cache, src, pos, n, rows, cap);                                        \
     }                                                                                       \
     extern "C" __global__ void __launch_bounds__(BLOCK) attention_backward_d_##S(          \
         float* dvec, const T* dout, const T* out, u32 rows, u32 t, u32 nh, u32 hs) {        \

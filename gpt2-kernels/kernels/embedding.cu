@@ -6,11 +6,17 @@
 // one thread per column: no atomics, the same sum order on every run.
 #include "common.cuh"
 
-// One block per row n.
+// One block per row n. Ids past the tables (v rows of wte, max_t of wpe) give a row of
+// NaN instead of an out-of-bounds read: the host checks ids it holds, but a graph replay
+// reads them from the device.
 template <typename T>
 __device__ void forward(T* out, const u32* tokens, const u32* positions, const T* wte,
-                        const T* wpe, u32 c) {
+                        const T* wpe, u32 c, u32 v, u32 max_t) {
     const u64 n = blockIdx.x;
+    if (tokens[n] >= v || positions[n] >= max_t) {
+        for (u32 j = threadIdx.x; j < c; j += blockDim.x) store(&out[n * c + j], NAN);
+        return;
+    }
     const T* te = wte + (u64)tokens[n] * c;
     const T* pe = wpe + (u64)positions[n] * c;
     for (u32 j = threadIdx.x; j < c; j += blockDim.x) store(&out[n * c + j], load(&te[j]) + load(&pe[j]));
@@ -35,8 +41,8 @@ __device__ void backward(T* table, const T* dout, const u32* groups, u32 n_group
 #define INSTANTIATE(T, S)                                                                    \
     extern "C" __global__ void __launch_bounds__(BLOCK)                                      \
         embedding_forward_##S(T* out, const u32* tokens, const u32* positions, const T* wte, \
-                              const T* wpe, u32 c) {                                         \
-        forward(out, tokens, positions, wte, wpe, c);                                        \
+                              const T* wpe, u32 c, u32 v, u32 max_t) {                       \
+        forward(out, tokens, positions, wte, wpe, c, v, max_t);                              \
     }                                                                                        \
     extern "C" __global__ void __launch_bounds__(BLOCK)                                      \
         embedding_backward_##S(T* table, const T* dout, const u32* groups, u32 n_groups,    \

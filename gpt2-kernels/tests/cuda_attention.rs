@@ -2,7 +2,8 @@
 //! kernels (f32 and bf16, any head size) against the CPU twin (`cpu::attention`) on
 //! sequence lengths that are not multiples of the blocks; the backward against the CPU's
 //! backward given the same forward outputs, and run twice (bitwise reproducible); the
-//! decode kernel against `forward_cached` with caches longer than the sequence; errors.
+//! decode kernel against `forward_cached` with caches longer than the sequence, and at a
+//! position held on the device (`append_and_attend_at`); errors.
 //! Outputs are poisoned with NaN before each run.
 //!
 //! Tolerances (`max|gpu − cpu| / max|cpu|`): f32 within `F32_TOL`; bf16 within
@@ -90,6 +91,10 @@ fn main() -> ExitCode {
         Check {
             name: "attention::forward_cached",
             run: |g| both(g, F32_TOL, (cached::<f32>, cached::<bf16>)),
+        },
+        Check {
+            name: "attention::append_and_attend_at",
+            run: |g| both(g, F32_TOL, (append_at::<f32>, append_at::<bf16>)),
         },
         Check {
             name: "attention::errors",
@@ -229,6 +234,59 @@ fn cached<T: Elem>(gpu: &Gpu) -> Res<f64> {
         attention::forward_cached(gpu, &mut out, &qg, 3 * c, &kg, &vg, kv_len, c, nh)?;
         let what = format!("{} kv_len={kv_len} tq={tq} nh={nh} hs={hs}", T::NAME);
         worst.close_as::<T>(&what, &down(&out)?, &want, F32_TOL)?;
+    }
+    Ok(worst.get())
+}
+
+/// A graph replay's step: the new qkv row appended at a position held on the device,
+/// then its attention, against `cpu::forward_cached` on the appended cache; the rest of
+/// the cache untouched. A position past the cache writes nothing and gives NaN.
+fn append_at<T: Elem>(gpu: &Gpu) -> Res<f64> {
+    let mut rng = Rng::new(73);
+    let mut worst = Worst::default();
+    for (pos, nh, hs, cap) in [(0, 2, 64, 4), (36, 12, 64, 64), (299, 2, 48, 1024)] {
+        let (c, c3) = (nh * hs, 3 * nh * hs);
+        let row = round::<T>(&uniform(&mut rng, c3, -2.0, 2.0));
+        let mut cache = round::<T>(&uniform(&mut rng, cap * c3, -2.0, 2.0));
+        cache[(pos + 1) * c3..].fill(f32::NAN); // past the new row: never read
+        let mut want_cache = cache.clone();
+        want_cache[pos * c3..(pos + 1) * c3].copy_from_slice(&row);
+        let part = |p: usize| -> Vec<f32> {
+            (0..=pos)
+                .flat_map(|j| want_cache[j * c3 + p * c..j * c3 + (p + 1) * c].to_vec())
+                .collect()
+        };
+        let mut want = vec![0.0; c];
+        cpu::forward_cached(
+            isa(),
+            &mut want,
+            &row,
+            c3,
+            &part(1),
+            &part(2),
+            pos + 1,
+            c,
+            nh,
+        )?;
+        let (rowg, mut cacheg) = (up::<T>(gpu, &row)?, up::<T>(gpu, &cache)?);
+        let mut out = up::<T>(gpu, &vec![f32::NAN; c])?;
+        let posg = gpu.upload(&[pos as u32])?;
+        attention::append_and_attend_at(gpu, &mut out, &rowg, &mut cacheg, &posg, c, nh)?;
+        let what = format!("{} pos={pos} nh={nh} hs={hs} cap={cap}", T::NAME);
+        worst.close_as::<T>(&what, &down(&out)?, &want, F32_TOL)?;
+        let got_cache = down(&cacheg)?;
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        if !same(&got_cache, &want_cache) {
+            return Err(
+                format!("{what}: the cache is not the old one with the new row at {pos}").into(),
+            );
+        }
+        // Past the cache: nothing appended, NaN out.
+        let past = gpu.upload(&[cap as u32])?;
+        attention::append_and_attend_at(gpu, &mut out, &rowg, &mut cacheg, &past, c, nh)?;
+        if !down(&out)?.iter().all(|x| x.is_nan()) || !same(&down(&cacheg)?, &want_cache) {
+            return Err(format!("{what}: a position past the cache was not refused").into());
+        }
     }
     Ok(worst.get())
 }

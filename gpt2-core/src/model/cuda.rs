@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use gpt2_kernels::cpu::matmul::{Weight, WeightData};
 use gpt2_kernels::cuda::matmul::{self, Version, Weight as GpuWeight, WeightLayout};
-use gpt2_kernels::cuda::{Gpu, MemoryStats};
+use gpt2_kernels::cuda::{Gpu, GpuGraph, MemoryStats};
 use gpt2_kernels::cuda::{
     GpuBuf, GpuFloat, attention, crossentropy, embedding, gelu, layernorm, residual, sample,
 };
@@ -234,6 +234,32 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
         Ok(host.chunks(self.vp()).map(row).collect())
     }
 
+    /// Checks one sequence's new tokens against its cache and the model.
+    fn check_append(&self, cache: &CudaKvCache<T>, tokens: &[u32]) -> Result<()> {
+        let cfg = &self.config;
+        let (n, start) = (tokens.len(), cache.len);
+        if n == 0 {
+            return Err(Error::Input("no tokens to append".into()));
+        }
+        if cache.qkv.len() != cfg.n_layer {
+            return Err(Error::Shape("KV cache was made for another model".into()));
+        }
+        if start + n > cfg.n_ctx {
+            return Err(Error::Input(format!(
+                "the sequence would hold {} tokens, more than the context of {} positions",
+                start + n,
+                cfg.n_ctx
+            )));
+        }
+        if let Some(&t) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(Error::Input(format!(
+                "unknown token id {t}: the vocabulary has {} tokens",
+                cfg.vocab_size
+            )));
+        }
+        Ok(())
+    }
+
     /// Batched generation: appends each sequence's new tokens to its own cache (different
     /// lengths are fine) and returns the logits of each one's last new token, in order,
     /// on the device: (S, Vp), of which the first V columns of each row are the logits.
@@ -241,33 +267,13 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
     /// runs per sequence against its cache. Nothing is appended unless every sequence's
     /// input is valid.
     pub fn forward_logits(&self, seqs: &mut [(&mut CudaKvCache<T>, &[u32])]) -> Result<GpuBuf<T>> {
-        let cfg = &self.config;
         for (cache, tokens) in seqs.iter() {
-            let (n, start) = (tokens.len(), cache.len);
-            if n == 0 {
-                return Err(Error::Input("no tokens to append".into()));
-            }
-            if cache.qkv.len() != cfg.n_layer {
-                return Err(Error::Shape("KV cache was made for another model".into()));
-            }
-            if start + n > cfg.n_ctx {
-                return Err(Error::Input(format!(
-                    "the sequence would hold {} tokens, more than the context of {} positions",
-                    start + n,
-                    cfg.n_ctx
-                )));
-            }
-            if let Some(&t) = tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
-                return Err(Error::Input(format!(
-                    "unknown token id {t}: the vocabulary has {} tokens",
-                    cfg.vocab_size
-                )));
-            }
+            self.check_append(cache, tokens)?;
         }
         if seqs.is_empty() {
             return Ok(self.gpu.alloc(0)?);
         }
-        let (gpu, c, f, nh) = (&*self.gpu, cfg.n_embd, cfg.n_inner, cfg.n_head);
+        let (gpu, c, nh) = (&*self.gpu, self.config.n_embd, self.config.n_head);
         // The new rows of all sequences, one after another: (first row, count, start).
         let mut rows = Vec::with_capacity(seqs.len());
         let (mut tokens, mut positions) = (Vec::new(), Vec::new());
@@ -276,75 +282,102 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
             tokens.extend_from_slice(toks);
             positions.extend((cache.len..cache.len + toks.len()).map(|p| p as u32));
         }
-        let n = tokens.len();
         // Activations for the N new rows; the allocator hands back the same blocks every
         // step.
-        let mut x: GpuBuf<T> = gpu.alloc(n * c)?; // (N, C) residual stream
-        let mut res2: GpuBuf<T> = gpu.alloc(n * c)?; // (N, C) after the attention branch
-        let mut ln: GpuBuf<T> = gpu.alloc(n * c)?;
-        let (mut mean, mut rstd) = (gpu.alloc::<f32>(n)?, gpu.alloc::<f32>(n)?);
-        let mut qkv: GpuBuf<T> = gpu.alloc(n * 3 * c)?; // (N, 3C)
-        let mut atty: GpuBuf<T> = gpu.alloc(n * c)?;
-        let mut branch: GpuBuf<T> = gpu.alloc(n * c)?; // (N, C) a projection's output
-        let mut fch: GpuBuf<T> = gpu.alloc(n * f)?; // (N, F) after GELU
+        let mut step = StepBufs::new(self, tokens.len(), seqs.len())?;
         let wpe = &self.params[1];
-        embedding::forward(gpu, &mut x, &tokens, &positions, self.wte(), wpe, c)?;
-        let (auto, single) = (Version::Auto, rows.len() == 1);
-        for l in 0..cfg.n_layer {
-            use slot::*;
-            // Attention branch: res2 = x + c_proj(attention(c_attn(ln_1(x)))).
-            let (lw, lb) = (self.p(l, LN_1_W), self.p(l, LN_1_B));
-            layernorm::forward(gpu, &mut ln, &mut mean, &mut rstd, &x, lw, lb)?;
-            let b = Some(self.p(l, C_ATTN_B));
-            matmul::forward(gpu, auto, &mut qkv, &ln, self.w(l, C_ATTN_W), b, c, 3 * c)?;
+        embedding::forward(gpu, &mut step.x, &tokens, &positions, self.wte(), wpe, c)?;
+        let single = rows.len() == 1;
+        self.blocks(&mut step, &mut |l, qkv, atty| {
             for ((cache, _), &(r, k, start)) in seqs.iter_mut().zip(&rows) {
                 let kv = &mut cache.qkv[l];
-                kv.copy_range_from(start * 3 * c, &qkv, r * 3 * c, k * 3 * c)?;
+                kv.copy_range_from(start * 3 * c, qkv, r * 3 * c, k * 3 * c)?;
                 if single && start == 0 {
                     // A prompt from an empty cache is plain causal attention over its own
                     // rows: the full-sequence kernels (flash for bf16).
                     let mut lse = gpu.alloc::<f32>(nh * k)?;
                     let av = attention::Version::Auto;
-                    attention::forward(gpu, av, &mut atty, &mut lse, &qkv, 1, k, nh)?;
+                    attention::forward(gpu, av, atty, &mut lse, qkv, 1, k, nh)?;
                 } else if single {
                     // The whole of `atty` is this sequence's: no staging copy.
-                    attention::forward_cached_qkv(gpu, &mut atty, kv, start + k, c, nh)?;
+                    attention::forward_cached_qkv(gpu, atty, kv, start + k, c, nh)?;
                 } else {
                     let mut out: GpuBuf<T> = gpu.alloc(k * c)?;
                     attention::forward_cached_qkv(gpu, &mut out, kv, start + k, c, nh)?;
                     atty.copy_range_from(r * c, &out, 0, k * c)?;
                 }
             }
-            let b = Some(self.p(l, C_PROJ_B));
-            matmul::forward(gpu, auto, &mut branch, &atty, self.w(l, C_PROJ_W), b, c, c)?;
-            residual::forward(gpu, &mut res2, &x, &branch)?;
-            // MLP branch: x = res2 + c_proj(gelu(c_fc(ln_2(res2)))).
-            let (lw, lb) = (self.p(l, LN_2_W), self.p(l, LN_2_B));
-            layernorm::forward(gpu, &mut ln, &mut mean, &mut rstd, &res2, lw, lb)?;
-            let (wf, bf) = (self.w(l, C_FC_W), Some(self.p(l, C_FC_B)));
-            matmul::forward_gelu(gpu, auto, &mut fch, None, &ln, wf, bf, c, f)?;
-            let (wp, bp) = (self.w(l, MLP_PROJ_W), Some(self.p(l, MLP_PROJ_B)));
-            matmul::forward(gpu, auto, &mut branch, &fch, wp, bp, f, c)?;
-            residual::forward(gpu, &mut x, &res2, &branch)?;
-        }
+            Ok(())
+        })?;
         for ((cache, _), &(_, k, _)) in seqs.iter_mut().zip(&rows) {
             cache.len += k;
         }
         // Only each sequence's last row is sampled from: ln_f and the LM head on those.
-        let s_count = seqs.len();
-        let mut last: GpuBuf<T> = gpu.alloc(s_count * c)?; // (S, C)
         for (i, &(r, k, _)) in rows.iter().enumerate() {
-            last.copy_range_from(i * c, &x, (r + k - 1) * c, c)?;
+            step.last
+                .copy_range_from(i * c, &step.x, (r + k - 1) * c, c)?;
         }
-        let mut lnf: GpuBuf<T> = gpu.alloc(s_count * c)?;
-        let (mut m1, mut r1) = (gpu.alloc(s_count)?, gpu.alloc(s_count)?);
+        self.head(&mut step)?;
+        Ok(step.logits)
+    }
+
+    /// The transformer blocks over the N rows of `step.x`, in place; `attend(layer, qkv,
+    /// atty)` turns the layer's (N, 3C) `c_attn` rows into the attention's (N, C) output
+    /// (and keeps what its KV cache needs).
+    fn blocks(&self, step: &mut StepBufs<T>, attend: &mut Attend<'_, T>) -> Result<()> {
+        let (gpu, c, f) = (&*self.gpu, self.config.n_embd, self.config.n_inner);
+        let auto = Version::Auto;
+        let StepBufs {
+            x,
+            res2,
+            ln,
+            mean,
+            rstd,
+            qkv,
+            atty,
+            branch,
+            fch,
+            ..
+        } = step;
+        for l in 0..self.config.n_layer {
+            use slot::*;
+            // Attention branch: res2 = x + c_proj(attention(c_attn(ln_1(x)))).
+            let (lw, lb) = (self.p(l, LN_1_W), self.p(l, LN_1_B));
+            layernorm::forward(gpu, ln, mean, rstd, x, lw, lb)?;
+            let b = Some(self.p(l, C_ATTN_B));
+            matmul::forward(gpu, auto, qkv, ln, self.w(l, C_ATTN_W), b, c, 3 * c)?;
+            attend(l, qkv, atty)?;
+            let b = Some(self.p(l, C_PROJ_B));
+            matmul::forward(gpu, auto, branch, atty, self.w(l, C_PROJ_W), b, c, c)?;
+            residual::forward(gpu, res2, x, branch)?;
+            // MLP branch: x = res2 + c_proj(gelu(c_fc(ln_2(res2)))).
+            let (lw, lb) = (self.p(l, LN_2_W), self.p(l, LN_2_B));
+            layernorm::forward(gpu, ln, mean, rstd, res2, lw, lb)?;
+            let (wf, bf) = (self.w(l, C_FC_W), Some(self.p(l, C_FC_B)));
+            matmul::forward_gelu(gpu, auto, fch, None, ln, wf, bf, c, f)?;
+            let (wp, bp) = (self.w(l, MLP_PROJ_W), Some(self.p(l, MLP_PROJ_B)));
+            matmul::forward(gpu, auto, branch, fch, wp, bp, f, c)?;
+            residual::forward(gpu, x, res2, branch)?;
+        }
+        Ok(())
+    }
+
+    /// `step.logits` (S, Vp) = LM head(ln_f(`step.last`)).
+    fn head(&self, step: &mut StepBufs<T>) -> Result<()> {
+        let (gpu, c) = (&*self.gpu, self.config.n_embd);
         let (fw, fb) = self.ln_f();
-        layernorm::forward(gpu, &mut lnf, &mut m1, &mut r1, &last, fw, fb)?;
-        let vp = self.vp();
-        let mut logits: GpuBuf<T> = gpu.alloc(s_count * vp)?; // (S, Vp)
+        let StepBufs {
+            last,
+            lnf,
+            m1,
+            r1,
+            logits,
+            ..
+        } = step;
+        layernorm::forward(gpu, lnf, m1, r1, last, fw, fb)?;
         let head = GpuWeight::new(self.wte(), WeightLayout::OutIn);
-        matmul::forward(gpu, auto, &mut logits, &lnf, head, None, c, vp)?;
-        Ok(logits)
+        matmul::forward(gpu, Version::Auto, logits, lnf, head, None, c, self.vp())?;
+        Ok(())
     }
 
     /// The next token of each sequence, chosen on the device from the rows of `logits`
@@ -396,23 +429,143 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
     }
 }
 
+/// A layer's attention in [`CudaGpt2::blocks`]: `(layer, qkv, atty)`.
+type Attend<'a, T> = dyn FnMut(usize, &GpuBuf<T>, &mut GpuBuf<T>) -> Result<()> + 'a;
+
+/// The activations of one inference step over N new rows of S sequences.
+struct StepBufs<T: GpuFloat> {
+    x: GpuBuf<T>,      // (N, C) residual stream
+    res2: GpuBuf<T>,   // (N, C) after the attention branch
+    ln: GpuBuf<T>,     // (N, C) a layer norm's output
+    mean: GpuBuf<f32>, // (N)
+    rstd: GpuBuf<f32>, // (N)
+    qkv: GpuBuf<T>,    // (N, 3C)
+    atty: GpuBuf<T>,   // (N, C) the attention's output
+    branch: GpuBuf<T>, // (N, C) a projection's output
+    fch: GpuBuf<T>,    // (N, F) after GELU
+    last: GpuBuf<T>,   // (S, C) each sequence's last row
+    lnf: GpuBuf<T>,    // (S, C) ln_f of it
+    m1: GpuBuf<f32>,   // (S)
+    r1: GpuBuf<f32>,   // (S)
+    logits: GpuBuf<T>, // (S, Vp)
+}
+
+impl<T: GpuFloat + Element> StepBufs<T> {
+    fn new(model: &CudaGpt2<T>, n: usize, s: usize) -> Result<StepBufs<T>> {
+        let (gpu, c, f) = (&*model.gpu, model.config.n_embd, model.config.n_inner);
+        Ok(StepBufs {
+            x: gpu.alloc(n * c)?,
+            res2: gpu.alloc(n * c)?,
+            ln: gpu.alloc(n * c)?,
+            mean: gpu.alloc(n)?,
+            rstd: gpu.alloc(n)?,
+            qkv: gpu.alloc(n * 3 * c)?,
+            atty: gpu.alloc(n * c)?,
+            branch: gpu.alloc(n * c)?,
+            fch: gpu.alloc(n * f)?,
+            last: gpu.alloc(s * c)?,
+            lnf: gpu.alloc(s * c)?,
+            m1: gpu.alloc(s)?,
+            r1: gpu.alloc(s)?,
+            logits: gpu.alloc(s * model.vp())?,
+        })
+    }
+}
+
+/// A batch-1 decoding step recorded as a CUDA graph against one cache: the token and
+/// its position are read from device buffers that the host sets before each replay, so
+/// the same launches serve every step.
+struct DecodeGraph<T: GpuFloat> {
+    token: GpuBuf<u32>,
+    pos: GpuBuf<u32>,
+    step: StepBufs<T>,
+    graph: GpuGraph,
+}
+
+impl<T: GpuFloat + Element> DecodeGraph<T> {
+    /// Records the step of `model` against `cache` (whose buffers it then addresses),
+    /// which must have room for one more token.
+    fn capture(model: &CudaGpt2<T>, cache: &mut CudaKvCache<T>) -> Result<DecodeGraph<T>> {
+        let gpu = &*model.gpu;
+        let (c, nh) = (model.config.n_embd, model.config.n_head);
+        let (token, pos) = (gpu.zeros::<u32>(1)?, gpu.upload(&[cache.len as u32])?);
+        let mut step = StepBufs::new(model, 1, 1)?;
+        let record = |step: &mut StepBufs<T>, cache: &mut CudaKvCache<T>| -> Result<()> {
+            let (wte, wpe) = (model.wte(), &model.params[1]);
+            embedding::forward_at(gpu, &mut step.x, &token, &pos, wte, wpe, c)?;
+            model.blocks(step, &mut |l, qkv, atty| {
+                let kv = &mut cache.qkv[l];
+                Ok(attention::append_and_attend_at(
+                    gpu, atty, qkv, kv, &pos, c, nh,
+                )?)
+            })?;
+            // One row: it is the last.
+            step.last.copy_range_from(0, &step.x, 0, c)?;
+            model.head(step)
+        };
+        // Once for real first: that loads every module and runs the matmul's self-test,
+        // neither of which may happen during a capture. What it writes (the cache row at
+        // the position about to be appended, the step's buffers) the first replay redoes.
+        record(&mut step, cache)?;
+        let graph = gpu.capture(|| record(&mut step, cache))?;
+        Ok(DecodeGraph {
+            token,
+            pos,
+            step,
+            graph,
+        })
+    }
+
+    /// Appends `token` to `cache` (checked by the caller) by replaying the step.
+    fn replay(&mut self, cache: &mut CudaKvCache<T>, token: u32) -> Result<()> {
+        self.token.copy_from_host(&[token])?;
+        self.pos.copy_from_host(&[cache.len as u32])?;
+        // SAFETY: the graph addresses the buffers of this DecodeGraph (owned, never
+        // reallocated), the model's parameters (borrowed by the decoder that owns this
+        // graph for as long as it lives) and `cache`'s layers — the decoder's own cache,
+        // which this graph was captured against and which is never reallocated (`clear`
+        // only resets its length). Everything runs on the device's one stream.
+        unsafe { self.graph.launch()? };
+        cache.len += 1;
+        Ok(())
+    }
+}
+
 /// The GPU [`Decoder`] for [`crate::generate::generate_with`]: a model on the device and
 /// one sequence's cache.
 pub struct CudaDecoder<'m, T: GpuFloat> {
     model: &'m CudaGpt2<T>,
     cache: CudaKvCache<T>,
-    /// The logits (1, Vp) of the last appended token, on the device.
+    /// The logits (1, Vp) of the last appended token, on the device, when an eager step
+    /// made them (a replay leaves them in the graph's buffers).
     logits: Option<GpuBuf<T>>,
+    /// Replay single-token steps from a CUDA graph ([`CudaDecoder::with_graph`]),
+    /// captured at the first one.
+    use_graph: bool,
+    graph: Option<DecodeGraph<T>>,
 }
 
 impl<'m, T: GpuFloat + Element> CudaDecoder<'m, T> {
-    /// A decoder with an empty cache (allocated up to `n_ctx` now).
+    /// A decoder with an empty cache (allocated up to `n_ctx` now); every step launches
+    /// its kernels one by one.
     pub fn new(model: &'m CudaGpt2<T>) -> Result<CudaDecoder<'m, T>> {
         Ok(CudaDecoder {
             cache: model.new_cache()?,
             model,
             logits: None,
+            use_graph: false,
+            graph: None,
         })
+    }
+
+    /// As [`CudaDecoder::new`], but single-token steps replay one CUDA graph of the whole step — embedding, 12 blocks, LM head — instead of
+    /// launching ~150 kernels from the host: batch-1 decoding is otherwise bound by the
+    /// launches. The prompt still runs eagerly. Replays compute exactly what the eager
+    /// step computes (the same kernels on the same inputs).
+    pub fn with_graph(model: &'m CudaGpt2<T>) -> Result<CudaDecoder<'m, T>> {
+        let mut d = CudaDecoder::new(model)?;
+        d.use_graph = true;
+        Ok(d)
     }
 }
 
@@ -422,6 +575,18 @@ impl<T: GpuFloat + Element> Decoder for CudaDecoder<'_, T> {
     }
 
     fn append(&mut self, tokens: &[u32]) -> Result<()> {
+        if self.use_graph && tokens.len() == 1 && !self.cache.is_empty() {
+            self.model.check_append(&self.cache, tokens)?;
+            let graph = match self.graph.take() {
+                Some(graph) => graph,
+                None => DecodeGraph::capture(self.model, &mut self.cache)?,
+            };
+            self.graph
+                .insert(graph)
+                .replay(&mut self.cache, tokens[0])?;
+            self.logits = None;
+            return Ok(());
+        }
         self.logits = Some(
             self.model
                 .forward_logits(&mut [(&mut self.cache, tokens)])?,
@@ -430,10 +595,15 @@ impl<T: GpuFloat + Element> Decoder for CudaDecoder<'_, T> {
     }
 
     fn sample(&mut self, sampler: &mut Sampler, history: &[u32], vocab: usize) -> Result<u32> {
-        let logits = self
-            .logits
-            .as_ref()
-            .ok_or_else(|| Error::Input("nothing appended yet: no logits to sample".into()))?;
+        let logits = match (&self.logits, &self.graph) {
+            (Some(logits), _) => logits,
+            (None, Some(graph)) => &graph.step.logits,
+            (None, None) => {
+                return Err(Error::Input(
+                    "nothing appended yet: no logits to sample".into(),
+                ));
+            }
+        };
         let ids = self
             .model
             .sample(logits, std::slice::from_mut(sampler), &[history], vocab)?;

@@ -1,7 +1,9 @@
 // Attention kernels (attention.cu in f32 and bf16, attention_flash.cu for each head size)
 // against a double-precision reference on the same inputs, on sequence lengths that are
 // not multiples of the blocks.
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <array>
 #include <random>
@@ -14,7 +16,9 @@ using u64 = unsigned long long;
 
 #define ROWS(T, S)                                                                             \
     extern "C" void attention_forward_##S(T*, float*, const T*, const T*, const T*, u32, u32, \
-                                          u32, u32, u32, u32, u64, u64, u64, float);          \
+                                          const u32*, u32, u32, u32, u32, u32, u64, u64, u64, \
+                                          float);                                             \
+    extern "C" void attention_cache_append_##S(T*, const T*, const u32*, u32, u32, u32);      \
     extern "C" void attention_backward_d_##S(float*, const T*, const T*, u32, u32, u32, u32);  \
     extern "C" void attention_backward_dq_##S(T*, const T*, const T*, const float*,           \
                                               const float*, u32, u32, float);                 \
@@ -133,13 +137,14 @@ std::string label(const char* what, u32 b, u32 t, u32 nh, u32 hs) {
 
 // attention.cu: forward (as forward() and as a decode step), then the backward.
 template <typename T>
-void rows(Problem<T>& p, const char* name, double tol, auto fwd, auto bwd_d, auto bwd_dq, auto bwd_dkv) {
+void rows(Problem<T>& p, const char* name, double tol, auto fwd, auto append, auto bwd_d, auto bwd_dq,
+          auto bwd_dkv) {
     const u32 c = p.c(), rs = 3 * c;
     const float scale = 1.0f / std::sqrt((float)p.hs);
     std::vector<T> out(p.out.size(), from_f<T>(NAN));
     std::vector<float> lse(p.lse.size(), NAN);
     launch({p.t, p.nh, p.b}, {256, 1, 1}, [&] {
-        fwd(out.data(), lse.data(), p.qkv.data(), p.qkv.data() + c, p.qkv.data() + 2 * c, p.t, 0, p.hs, rs,
+        fwd(out.data(), lse.data(), p.qkv.data(), p.qkv.data() + c, p.qkv.data() + 2 * c, p.t, 0, nullptr, 0, p.hs, rs,
             rs, c, (u64)p.t * rs, (u64)p.t * rs, (u64)p.t * c, scale);
     });
     report(label((std::string(name) + " forward out").c_str(), p.b, p.t, p.nh, p.hs), rel_err(out, p.out), tol);
@@ -155,10 +160,37 @@ void rows(Problem<T>& p, const char* name, double tol, auto fwd, auto bwd_d, aut
     std::vector<T> dec((size_t)tq * c, from_f<T>(NAN));
     launch({tq, p.nh, 1}, {256, 1, 1}, [&] {
         fwd(dec.data(), nullptr, p.qkv.data() + (size_t)(p.t - tq) * c3, kc.data(), vc.data(), tq, p.t - tq,
-            p.hs, c3, c, c, 0, 0, 0, scale);
+            nullptr, 0, p.hs, c3, c, c, 0, 0, 0, scale);
     });
     std::vector<double> want(p.out.begin() + (size_t)(p.t - tq) * c, p.out.begin() + (size_t)p.t * c);
     report(label((std::string(name) + " decode (3 queries)").c_str(), 1, p.t, p.nh, p.hs), rel_err(dec, want), tol);
+    // The same as a graph replay does it: the last query's row appended to a cache of whole
+    // qkv rows at a position held on the device, then attention with pos0 read from there
+    // (the pos0 argument is garbage).
+    const u32 cap = p.t + 5;
+    std::vector<T> cache((size_t)cap * c3, from_f<T>(NAN));
+    std::copy(p.qkv.begin(), p.qkv.begin() + (size_t)(p.t - 1) * c3, cache.begin());
+    const T* last = p.qkv.data() + (size_t)(p.t - 1) * c3;
+    auto step = [&](u32 at, std::vector<T>& one) {
+        launch({2, 1, 1}, {256, 1, 1}, [&] { append(cache.data(), last, &at, c3, 1, cap); });
+        launch({1, p.nh, 1}, {256, 1, 1}, [&] {
+            fwd(one.data(), nullptr, last, cache.data() + c, cache.data() + 2 * c, 1, 12345, &at, cap,
+                p.hs, c3, c3, c, 0, 0, 0, scale);
+        });
+    };
+    std::vector<T> one((size_t)c, from_f<T>(NAN));
+    step(p.t - 1, one);
+    std::vector<double> want1(p.out.begin() + (size_t)(p.t - 1) * c, p.out.begin() + (size_t)p.t * c);
+    report(label((std::string(name) + " decode at a device position").c_str(), 1, p.t, p.nh, p.hs),
+           rel_err(one, want1), tol);
+    // A position past the cache: nothing written, NaN out (the sampler's error).
+    const std::vector<T> before = cache;
+    std::vector<T> past((size_t)c, from_f<T>(0.0f));
+    step(cap, past);
+    const bool untouched = std::memcmp(before.data(), cache.data(), before.size() * sizeof(T)) == 0;
+    const bool all_nan = std::all_of(past.begin(), past.end(), [](T x) { return std::isnan(to_f(x)); });
+    report(label((std::string(name) + " decode past the cache").c_str(), 1, p.t, p.nh, p.hs),
+           untouched && all_nan ? 0.0 : 1.0, 0.0);
 
     std::vector<float> dvec(p.lse.size(), NAN);
     const u32 n_rows = p.b * p.nh * p.t;
@@ -195,10 +227,10 @@ void run_attention_tests(const std::string& filter) {
     if (want("attention_rows")) {
         for (auto [b, t, nh, hs] : {std::array<u32, 4>{2, 37, 2, 48}, {1, 70, 1, 64}}) {
             auto pf = make<float>(b, t, nh, hs, rng);
-            rows(pf, "attention_rows f32", 1e-5, attention_forward_f32, attention_backward_d_f32,
+            rows(pf, "attention_rows f32", 1e-5, attention_forward_f32, attention_cache_append_f32, attention_backward_d_f32,
                  attention_backward_dq_f32, attention_backward_dkv_f32);
             auto pb = make<bf16_t>(b, t, nh, hs, rng);
-            rows(pb, "attention_rows bf16", 1e-2, attention_forward_bf16, attention_backward_d_bf16,
+            rows(pb, "attention_rows bf16", 1e-2, attention_forward_bf16, attention_cache_append_bf16, attention_backward_d_bf16,
                  attention_backward_dq_bf16, attention_backward_dkv_bf16);
         }
     }

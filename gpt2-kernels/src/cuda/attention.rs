@@ -19,14 +19,16 @@
 use cudarc::driver::LaunchConfig;
 
 use super::module::{Arg, Kernels, Module, kernels, ptx_module};
-use super::runtime::{BLOCK, dim};
+use super::runtime::{BLOCK, dim, elementwise};
 use super::{Gpu, GpuBuf, GpuFloat};
 use crate::cpu::attention as cpu;
+use crate::error::check_len;
 use crate::{KernelError, Result};
 
 static ROWS: Module = ptx_module!("attention");
 static FLASH: Module = ptx_module!("attention_flash");
 const FORWARD: Kernels = kernels!("attention_forward");
+const APPEND: Kernels = kernels!("attention_cache_append");
 const BACKWARD_D: Kernels = kernels!("attention_backward_d");
 const BACKWARD_DQ: Kernels = kernels!("attention_backward_dq");
 const BACKWARD_DKV: Kernels = kernels!("attention_backward_dkv");
@@ -159,6 +161,7 @@ pub fn forward<T: GpuFloat>(
                 v: at(qkv, 2 * c),
                 strides: [c3, c3, c],
                 batch_strides: [kv, kv, (t * c) as u64],
+                pos0_at: (Arg::null(gpu.ordinal()), 0),
             };
             rows.launch::<T>(gpu, op, (out, lse.arg()), (b, t, 0), (nh, hs, scale))
         }
@@ -166,13 +169,16 @@ pub fn forward<T: GpuFloat>(
 }
 
 /// The operands of `attention_forward` (`attention.cu`): query, key and value rows and
-/// the row strides of q, k/v and out, and their batch strides.
+/// the row strides of q, k/v and out, and their batch strides; and, for graph replays,
+/// the first query's position on the device with the rows of k/v that bound it (else a
+/// null pointer and 0).
 struct RowsForward {
     q: Arg,
     k: Arg,
     v: Arg,
     strides: [usize; 3],
     batch_strides: [u64; 3],
+    pos0_at: (Arg, u32),
 }
 
 impl RowsForward {
@@ -195,6 +201,8 @@ impl RowsForward {
             self.v,
             Arg::U32(dim(op, "Tq", tq)?),
             Arg::U32(dim(op, "position", pos0)?),
+            self.pos0_at.0,
+            Arg::U32(self.pos0_at.1),
             Arg::U32(dim(op, "HS", hs)?),
             Arg::U32(dim(op, "row stride", q_rs)?),
             Arg::U32(dim(op, "row stride", kv_rs)?),
@@ -255,6 +263,7 @@ pub fn forward_cached<T: GpuFloat>(
         v: v_cache.arg(),
         strides: [q_stride, c, c],
         batch_strides: [0; 3],
+        pos0_at: (Arg::null(gpu.ordinal()), 0),
     };
     rows.launch_cached::<T>(gpu, op, out, (tq, kv_len), (nh, hs))
 }
@@ -303,8 +312,60 @@ pub fn forward_cached_qkv<T: GpuFloat>(
         v: at(qkv_cache, 2 * c),
         strides: [c3, c3, c],
         batch_strides: [0; 3],
+        pos0_at: (Arg::null(gpu.ordinal()), 0),
     };
     rows.launch_cached::<T>(gpu, op, out, (tq, kv_len), (nh, c / nh))
+}
+
+/// One decoding step with its position on the device, as a CUDA graph replays it (the
+/// launches are the same every step; only `pos[0]` changes): appends the new row of
+/// `qkv` `(1, 3C)` to `qkv_cache` (rows of 3C, as [`forward_cached_qkv`]) at row
+/// `pos[0]`, then writes to `out` `(1, C)` its attention over rows `0..=pos[0]`. A
+/// position past the cache appends nothing and gives NaN outputs (which the sampler
+/// refuses): the device never reads or writes out of bounds.
+pub fn append_and_attend_at<T: GpuFloat>(
+    gpu: &Gpu,
+    out: &mut GpuBuf<T>,
+    qkv: &GpuBuf<T>,
+    qkv_cache: &mut GpuBuf<T>,
+    pos: &GpuBuf<u32>,
+    c: usize,
+    nh: usize,
+) -> Result<()> {
+    let op = "cuda::attention::append_and_attend_at";
+    let c3 = 3 * c;
+    if c == 0 || nh == 0 || !c.is_multiple_of(nh) || !qkv_cache.len().is_multiple_of(c3) {
+        return Err(KernelError::Shape {
+            op,
+            msg: format!(
+                "C = {c} must be a positive multiple of NH = {nh}, and the cache ({}) whole rows of 3C",
+                qkv_cache.len()
+            ),
+        });
+    }
+    check_len(op, "out", out.len(), c)?;
+    check_len(op, "qkv", qkv.len(), c3)?;
+    check_len(op, "pos", pos.len(), 1)?;
+    let cap = dim(op, "cache rows", qkv_cache.len() / c3)?;
+    let args = [
+        qkv_cache.arg(),
+        qkv.arg(),
+        pos.arg(),
+        Arg::U32(dim(op, "3C", c3)?),
+        Arg::U32(1),
+        Arg::U32(cap),
+    ];
+    gpu.launch(&ROWS, APPEND.of::<T>(), elementwise(c3), &args)?;
+    let rows = RowsForward {
+        q: qkv.arg(),
+        k: at(qkv_cache, c),
+        v: at(qkv_cache, 2 * c),
+        strides: [c3, c3, c],
+        batch_strides: [0; 3],
+        pos0_at: (pos.arg(), cap),
+    };
+    // kv_len = 1: the position comes from the device (the host-side pos0 is unused).
+    rows.launch_cached::<T>(gpu, op, out, (1, 1), (nh, c / nh))
 }
 
 /// Accumulates `dqkv` from `dout`, recomputing the probabilities from `qkv` and the
@@ -387,7 +448,7 @@ mod tests {
 
     #[test]
     fn ptx_declares_every_kernel() {
-        ROWS.assert_declares(&[FORWARD, BACKWARD_D, BACKWARD_DQ, BACKWARD_DKV]);
+        ROWS.assert_declares(&[FORWARD, APPEND, BACKWARD_D, BACKWARD_DQ, BACKWARD_DKV]);
         for hs in [32, 64, 128] {
             for pass in ["forward", "dkdv", "dq"] {
                 let name = flash_kernel(pass, hs);

@@ -13,8 +13,9 @@ use cudarc::driver::LaunchConfig;
 use super::module::{Arg, Kernels, Module, kernels, ptx_module};
 use super::runtime::{BLOCK, blocks, dim};
 use super::{Gpu, GpuBuf, GpuFloat};
-use crate::Result;
 use crate::cpu::embedding as cpu;
+use crate::error::check_len;
+use crate::{KernelError, Result};
 
 static MODULE: Module = ptx_module!("embedding");
 const FORWARD: Kernels = kernels!("embedding_forward");
@@ -57,15 +58,63 @@ pub fn forward<T: GpuFloat>(
         return Ok(());
     }
     let (tokens, positions) = (gpu.upload(tokens)?, gpu.upload(positions)?);
+    launch_forward(gpu, out, &tokens, &positions, wte, wpe, c)
+}
+
+/// [`forward`] with the ids already on the device (a decoding step replayed from a CUDA
+/// graph writes them there before each replay). An id past its table gives a row of NaN
+/// (the device cannot return an error; the sampler refuses NaN logits).
+pub fn forward_at<T: GpuFloat>(
+    gpu: &Gpu,
+    out: &mut GpuBuf<T>,
+    tokens: &GpuBuf<u32>,
+    positions: &GpuBuf<u32>,
+    wte: &GpuBuf<T>,
+    wpe: &GpuBuf<T>,
+    c: usize,
+) -> Result<()> {
+    let op = "cuda::embedding::forward_at";
+    check_len(op, "positions", positions.len(), tokens.len())?;
+    check_len(op, "out", out.len(), tokens.len() * c)?;
+    if c == 0 || !wte.len().is_multiple_of(c) || !wpe.len().is_multiple_of(c) {
+        return Err(KernelError::Shape {
+            op,
+            msg: format!(
+                "tables of {} and {} elements are not rows of C = {c}",
+                wte.len(),
+                wpe.len()
+            ),
+        });
+    }
+    dim(op, "N", tokens.len())?;
+    if out.is_empty() {
+        return Ok(());
+    }
+    launch_forward(gpu, out, tokens, positions, wte, wpe, c)
+}
+
+/// The forward kernel on checked operands (ids on the device).
+fn launch_forward<T: GpuFloat>(
+    gpu: &Gpu,
+    out: &mut GpuBuf<T>,
+    tokens: &GpuBuf<u32>,
+    positions: &GpuBuf<u32>,
+    wte: &GpuBuf<T>,
+    wpe: &GpuBuf<T>,
+    c: usize,
+) -> Result<()> {
+    let op = "cuda::embedding::forward";
     let args = [
         out.arg(),
         tokens.arg(),
         positions.arg(),
         wte.arg(),
         wpe.arg(),
-        Arg::U32(c as u32),
+        Arg::U32(dim(op, "C", c)?),
+        Arg::U32(dim(op, "vocabulary", wte.len() / c)?),
+        Arg::U32(dim(op, "positions", wpe.len() / c)?),
     ];
-    let rows = blocks(tokens.len() as u32);
+    let rows = blocks(dim(op, "N", tokens.len())?);
     gpu.launch(&MODULE, FORWARD.of::<T>(), rows, &args)
 }
 

@@ -78,4 +78,4 @@ pub mod softmax;
 #[cfg(feature = "cuda")]
 pub use alloc::{GpuBuf, GpuElem, GpuFloat, MemoryStats};
 #[cfg(feature = "cuda")]
-pub use runtime::Gpu;
+pub use runtime::{Gpu, GpuGraph};

@@ -289,7 +289,64 @@ impl Gpu {
     }
 }
 
+/// Launches recorded once by [`Gpu::capture`] and replayed as one CUDA graph: the
+/// driver runs them back to back without the host launching each (a decoding step is
+/// ~150 small kernels, which would otherwise leave the GPU waiting on the host).
+pub struct GpuGraph {
+    graph: cudarc::driver::CudaGraph,
+}
+
+impl std::fmt::Debug for GpuGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GpuGraph")
+    }
+}
+
+impl GpuGraph {
+    /// Replays the recorded launches on the device's stream, after everything queued
+    /// before (e.g. the copies that set this step's inputs).
+    ///
+    /// # Safety
+    /// Every buffer the recorded launches use must still be alive where it was at
+    /// capture (the graph holds raw device addresses), and must not be in use by another
+    /// thread's work.
+    pub unsafe fn launch(&self) -> crate::Result<()> {
+        self.graph
+            .launch()
+            .map_err(|e| CudaError::driver("cuGraphLaunch", e).into())
+    }
+}
+
 impl Gpu {
+    /// Records the launches `record` makes into a [`GpuGraph`] instead of running them.
+    /// `record` must only launch kernels and copy between existing device buffers, with
+    /// every module already loaded (run the same work once before): allocating from the
+    /// driver, uploading, downloading or synchronising during a capture is an error of
+    /// the driver's, returned here. The stream leaves capture mode whatever happens.
+    pub fn capture<E: From<crate::KernelError>>(
+        &self,
+        record: impl FnOnce() -> Result<(), E>,
+    ) -> Result<GpuGraph, E> {
+        use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+        let fail = |e: CudaError| E::from(e.into());
+        let stream = self.pool.stream();
+        stream
+            .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(|e| fail(CudaError::driver("cuStreamBeginCapture", e)))?;
+        let recorded = record();
+        let ended = stream.end_capture(CUgraphInstantiate_flags(0));
+        recorded?;
+        let graph = ended
+            .map_err(|e| fail(CudaError::driver("cuStreamEndCapture", e)))?
+            .ok_or_else(|| {
+                fail(CudaError::Launch {
+                    kernel: "graph capture",
+                    msg: "the driver returned no graph (the capture was invalidated)".into(),
+                })
+            })?;
+        Ok(GpuGraph { graph })
+    }
+
     /// Launches an elementwise kernel `(buffers..., u64 n)` over `n` elements (nothing
     /// to do when `n == 0`).
     pub(crate) fn launch_elementwise(
