@@ -11,6 +11,7 @@
 //   Tokens with the same logit are ordered as on the CPU (higher index first) by a second
 //   select over the indices, run only when such ties straddle the boundary;
 // - the draw scans per-thread chunk sums (f64) and walks the one chunk holding the target.
+//   -inf logits are never drawn, as on the CPU.
 //
 // Histograms live in each thread's registers and are added across the block in a fixed
 // order: no atomics in any sum, the same answer on every run. Masses are f64 as on the
@@ -248,7 +249,6 @@ __device__ void sample_row(u32* out, const T* logits, u32 v, u32 stride, const u
     __shared__ Best best_scratch[WARP];
     __shared__ u32 count_scratch[WARP];
     __shared__ float max_scratch[WARP];
-    __shared__ u32 chosen;
 
     const u32 r = blockIdx.x;
     const Row<T> row = {logits + (u64)r * stride, v, penalty, temperature, seen_bits};
@@ -315,12 +315,17 @@ __device__ void sample_row(u32* out, const T* logits, u32 v, u32 stride, const u
             }
         }
     }
+    // A candidate: not -inf (never drawn, as on the CPU), and kept by top-k and top-p.
     const auto survives = [&](u32 j, float l) {
         const u32 k = order_key(l);
-        return l >= kth && (top_p >= 1.0f || k > p_key || (k == p_key && j >= p_index));
+        return l > -INFINITY && l >= kth &&
+               (top_p >= 1.0f || k > p_key || (k == p_key && j >= p_index));
     };
-    // The draw: thread t owns the indices [t·chunk, (t+1)·chunk); the one whose chunk holds
-    // the target walks it as the CPU walks the row.
+    // The draw: thread t owns the indices [t·chunk, (t+1)·chunk) and their mass. The
+    // target's owner is the last thread with mass whose chunk starts at or below it (the
+    // first thread with mass starts at exactly 0, so there is one); it walks its chunk as
+    // the CPU walks the row, ending on its last candidate if rounding keeps the running
+    // sum at or below the target.
     const u32 chunk = (v + blockDim.x - 1) / blockDim.x;
     const u32 lo = min(v, threadIdx.x * chunk), hi = min(v, lo + chunk);
     double mass = 0.0;
@@ -328,32 +333,29 @@ __device__ void sample_row(u32* out, const T* logits, u32 v, u32 stride, const u
         const float l = row.scaled(j);
         if (survives(j, l)) mass += exp((double)(l - m));
     }
-    if (threadIdx.x == 0) chosen = SAMPLE_EMPTY;
     block_scan(mass, incl, warp_tot);
     const double target = uniforms[r] * incl[blockDim.x - 1];
     const double before = threadIdx.x ? incl[threadIdx.x - 1] : 0.0;
-    if (mass > 0.0 && before <= target && target < incl[threadIdx.x]) {
+    const bool may_own = mass > 0.0 && before <= target;
+    // The highest such thread: the lowest `blockDim.x - 1 - t` among them.
+    Best owner = {may_own ? 0.0f : -INFINITY, may_own ? blockDim.x - 1 - threadIdx.x : blockDim.x};
+    owner = block_best(owner, best_scratch);
+    if (owner.i >= blockDim.x) {  // no mass at all: cannot happen after the max check
+        if (threadIdx.x == 0) out[r] = SAMPLE_EMPTY;
+        return;
+    }
+    if (threadIdx.x == blockDim.x - 1 - owner.i) {
         double cum = before;
         u32 pick = SAMPLE_EMPTY;
         for (u32 j = lo; j < hi; j++) {
             const float l = row.scaled(j);
             if (!survives(j, l)) continue;
-            pick = j;  // the last candidate if rounding keeps cum ≤ target
+            pick = j;
             cum += exp((double)(l - m));
             if (cum > target) break;
         }
-        chosen = pick;
+        out[r] = pick;
     }
-    __syncthreads();
-    if (chosen == SAMPLE_EMPTY) {  // target ≥ the total (rounding): the last candidate
-        Best last = {-INFINITY, v};
-        for (u32 j = threadIdx.x; j < v; j += blockDim.x)
-            if (survives(j, row.scaled(j))) last = better(last, {0.0f, v - 1 - j});
-        last = block_best(last, best_scratch);
-        if (threadIdx.x == 0) chosen = last.i < v ? v - 1 - last.i : SAMPLE_EMPTY;
-        __syncthreads();
-    }
-    if (threadIdx.x == 0) out[r] = chosen;
 }
 
 #define INSTANTIATE(T, S)                                                                  \

@@ -1,7 +1,7 @@
 // sample.cu (f32 and bf16 logits) against a line-for-line C++ port of the CPU sampler
 // (gpt2-core/src/sample.rs): the same token for every row, over greedy, temperature,
 // top-k, top-p, the repetition penalty and their mix, on random logits, bf16 logits (many
-// ties), flat rows, and rows of NaN or -inf. The rows' padding is NaN: read, it would fail.
+// ties), flat rows, rows with many -inf (never drawn), and rows of NaN or -inf. The rows' padding is NaN: read, it would fail.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -104,7 +104,7 @@ u32 cpu_sample(std::vector<float> l, const std::vector<u32>& history, const Para
     return (u32)last;
 }
 
-enum class Kind { Normal, Flat, Nan, NegInf };
+enum class Kind { Normal, Flat, Nan, NegInf, SomeNegInf };
 
 // Rows of v random logits (in T's precision) with `pad` NaN columns after each; checks
 // the kernel's token of every row against cpu_sample. Returns the rows that differ.
@@ -125,6 +125,7 @@ void check(const std::string& name, u32 rows, u32 v, const Params& p, Kind kind,
             float x = kind == Kind::Flat     ? 0.5f
                       : kind == Kind::NegInf ? -INFINITY
                                              : normal(rng);
+            if (kind == Kind::SomeNegInf && j % 3 != 1) x = -INFINITY;  // the last one too
             if (kind == Kind::Nan && j == v / 2 + r) x = NAN;
             logits[(size_t)r * stride + j] = from_f<T>(x);
             host[r].push_back(to_f(logits[(size_t)r * stride + j]));
@@ -188,6 +189,8 @@ void run_sample_tests(const std::string& filter) {
         {"nan", mix, Kind::Nan, 3000},
         {"all -inf", plain, Kind::NegInf, 3000},
         {"all -inf greedy", greedy, Kind::NegInf, 3000},
+        {"two thirds -inf", plain, Kind::SomeNegInf, 3000},
+        {"two thirds -inf top_p", top_p, Kind::SomeNegInf, 3000},
     };
     for (const Case& c : cases) {
         for (int bf = 0; bf < 2; bf++) {

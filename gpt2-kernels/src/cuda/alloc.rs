@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
@@ -88,6 +89,10 @@ pub(crate) struct Pool {
     ordinal: usize,
     /// False with `GPT2_CUDA_POOL=off`: exact sizes, no reuse.
     caching: bool,
+    /// A CUDA graph capture is recording this stream (`Gpu::capture`): no block may be
+    /// taken (the allocation would become part of the graph) or given back (a recorded
+    /// launch may still address it at every replay).
+    pub(crate) capturing: AtomicBool,
     state: Mutex<PoolState>,
 }
 
@@ -103,6 +108,7 @@ impl Pool {
             stream,
             ordinal,
             caching: std::env::var_os("GPT2_CUDA_POOL").is_none_or(|v| v != "off"),
+            capturing: AtomicBool::new(false),
             state: Mutex::default(),
         }
     }
@@ -118,6 +124,14 @@ impl Pool {
 
     /// A block of at least `bytes` bytes (uninitialised).
     fn take(&self, bytes: usize) -> Result<CudaSlice<u8>, CudaError> {
+        if self.capturing.load(Ordering::Acquire) {
+            return Err(CudaError::Launch {
+                kernel: "graph capture",
+                msg: format!(
+                    "an allocation of {bytes} bytes while recording a graph: allocate before capturing"
+                ),
+            });
+        }
         let class = if self.caching {
             size_class(bytes)
         } else {
@@ -150,6 +164,11 @@ impl Pool {
     }
 
     fn give_back(&self, block: CudaSlice<u8>) {
+        if self.capturing.load(Ordering::Acquire) {
+            // The graph being recorded may address it: never reuse or free it.
+            std::mem::forget(block);
+            return;
+        }
         let class = block.len();
         let mut st = self.state();
         st.stats.in_use -= class;

@@ -320,9 +320,11 @@ impl GpuGraph {
 impl Gpu {
     /// Records the launches `record` makes into a [`GpuGraph`] instead of running them.
     /// `record` must only launch kernels and copy between existing device buffers, with
-    /// every module already loaded (run the same work once before): allocating from the
-    /// driver, uploading, downloading or synchronising during a capture is an error of
-    /// the driver's, returned here. The stream leaves capture mode whatever happens.
+    /// every module already loaded (run the same work once before). Allocating a buffer
+    /// during the capture is an error of ours; uploading, downloading or synchronising
+    /// one of the driver's, returned here; a buffer dropped during the capture is never
+    /// reused (the graph may address it). The stream leaves capture mode whatever
+    /// happens. One thread at a time: the device's one stream is being recorded.
     pub fn capture<E: From<crate::KernelError>>(
         &self,
         record: impl FnOnce() -> Result<(), E>,
@@ -333,7 +335,9 @@ impl Gpu {
         stream
             .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
             .map_err(|e| fail(CudaError::driver("cuStreamBeginCapture", e)))?;
+        self.pool.capturing.store(true, Ordering::Release);
         let recorded = record();
+        self.pool.capturing.store(false, Ordering::Release);
         let ended = stream.end_capture(CUgraphInstantiate_flags(0));
         recorded?;
         let graph = ended

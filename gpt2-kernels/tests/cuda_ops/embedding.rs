@@ -1,6 +1,7 @@
 //! Embedding: GPU vs `cpu::embedding`. Both add the same f32 values in the same order
 //! (the backward adds each table row's contributions in increasing `n`), so f32 results
-//! are bit-identical; bf16 tables accumulate in f32 and round once per row element.
+//! are bit-identical; bf16 tables accumulate in f32 and round once per row element. The
+//! forward also with the ids on the device (`forward_at`), including ids past the tables.
 
 use gpt2_kernels::cpu::embedding as cpu;
 use gpt2_kernels::cuda::{self, Gpu};
@@ -63,6 +64,24 @@ fn forward<T: Elem>(gpu: &Gpu) -> Res<f64> {
             &down(&out)?,
             &round::<T>(&want),
         )?;
+        // The same with the ids already on the device (graph replays), and a row whose
+        // ids are past the tables: NaN there, never a read out of bounds.
+        let (tokens, positions) = (gpu.upload(&k.tokens)?, gpu.upload(&k.positions)?);
+        cuda::embedding::forward_at(gpu, &mut out, &tokens, &positions, &wte, &wpe, c)?;
+        exact(
+            &format!("{} {size:?} forward_at", T::NAME),
+            &down(&out)?,
+            &round::<T>(&want),
+        )?;
+        let (v, max_t) = (size.2 as u32, size.3 as u32);
+        let mut bad = gpu.alloc::<T>(2 * c)?;
+        let (tokens, positions) = (gpu.upload(&[v, 0])?, gpu.upload(&[0, max_t])?);
+        cuda::embedding::forward_at(gpu, &mut bad, &tokens, &positions, &wte, &wpe, c)?;
+        if !down(&bad)?.iter().all(|x| x.is_nan()) {
+            return Err(
+                format!("{} {size:?}: ids past the tables did not give NaN", T::NAME).into(),
+            );
+        }
     }
     Ok(0.0)
 }
