@@ -7,7 +7,8 @@
 //! together with [`CudaGpt2::forward_batch`]. The logits stay on the device
 //! ([`CudaGpt2::forward_logits`]) and the sampler runs there too
 //! ([`CudaGpt2::sample`], `gpt2_kernels::cuda::sample`): the host traffic of a decoding
-//! step is the new token ids going up and the chosen ids coming back.
+//! step is the new token ids going up and the chosen ids coming back. With
+//! [`CudaDecoder::with_graph`], a batch-1 step is one replay of a CUDA graph.
 //!
 //! Training ([`CudaGpt2::forward_train`], [`CudaGpt2::backward`]) keeps every activation
 //! of a (B, T) batch in [`CudaActivations`] and adds the gradients into a list of buffers
@@ -15,10 +16,10 @@
 //! AdamW on the device. Dropout is not implemented on the GPU (the configs must have it
 //! at 0).
 //!
-//! What this deliberately does not do (yet): CUDA-graph capture of the decode step,
-//! dropout. It has not run on a GPU in this
-//! repository's CI (which has none): `gpt2-core/tests/cuda_model.rs` compares it with
-//! the CPU forward and backward wherever a device is present, and skips otherwise.
+//! What this deliberately does not do (yet): dropout, a graph for batched decoding. It
+//! has not run on a GPU in this repository's CI (which has none):
+//! `gpt2-core/tests/cuda_model.rs` compares it with the CPU forward and backward wherever
+//! a device is present, and skips otherwise.
 
 use std::sync::Arc;
 
@@ -60,7 +61,7 @@ const VOCAB_ALIGN: usize = 64;
 /// A GPT-2 whose weights live on one GPU, as `T`: one buffer per parameter tensor, in
 /// [`super::param_specs`] order (`wte`, `wpe`, 12 per block, `ln_f`), so that training
 /// can keep gradients and optimizer state in parallel lists. `wte` has `Vp ≥ V` rows
-/// (see [`VOCAB_ALIGN`]).
+/// (a multiple of 64: see `VOCAB_ALIGN`).
 pub struct CudaGpt2<T: GpuFloat> {
     gpu: Arc<Gpu>,
     config: Config,
