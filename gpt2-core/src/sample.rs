@@ -68,6 +68,19 @@ impl SamplingParams {
     }
 }
 
+/// The same settings for the device sampler (`gpt2_kernels::cuda::sample`).
+#[cfg(feature = "cuda")]
+impl From<&SamplingParams> for gpt2_kernels::cuda::sample::Filters {
+    fn from(p: &SamplingParams) -> Self {
+        gpt2_kernels::cuda::sample::Filters {
+            temperature: p.temperature,
+            top_k: p.top_k,
+            top_p: p.top_p,
+            repetition_penalty: p.repetition_penalty,
+        }
+    }
+}
+
 /// CTRL-style repetition penalty (Hugging Face's `RepetitionPenaltyLogitsProcessor`): each
 /// distinct token of `history` gets its logit divided by `penalty` if positive, multiplied if
 /// negative. Ids outside `logits` are ignored.

@@ -292,12 +292,7 @@ fn device_sampling_matches_cpu() -> Result<()> {
                         }
                     })
                     .collect();
-                let filters = sample::Filters {
-                    temperature: params.temperature,
-                    top_k: params.top_k,
-                    top_p: params.top_p,
-                    repetition_penalty: params.repetition_penalty,
-                };
+                let filters = sample::Filters::from(params);
                 let got = if bf {
                     let d: Vec<bf16> = host.iter().map(|&x| bf16::from_f32(x)).collect();
                     sample::sample(
@@ -334,35 +329,15 @@ fn device_sampling_matches_cpu() -> Result<()> {
         }
     }
     // A NaN among the candidates and a row with nothing left are errors, as on the CPU.
-    let filters = sample::Filters {
-        temperature: 1.0,
-        top_k: 0,
-        top_p: 1.0,
-        repetition_penalty: 1.0,
-    };
-    let mut row = vec![0.0f32; stride];
-    row[7] = f32::NAN;
-    let nan = sample::sample(
-        &gpu,
-        &gpu.upload(&row)?,
-        stride,
-        v,
-        &filters,
-        &[&[]],
-        &[0.5],
-    );
+    let filters = sample::Filters::from(&SamplingParams::default());
+    let mut nan = vec![0.0f32; stride];
+    nan[7] = f32::NAN;
     let empty = vec![f32::NEG_INFINITY; stride];
-    let empty = sample::sample(
-        &gpu,
-        &gpu.upload(&empty)?,
-        stride,
-        v,
-        &filters,
-        &[&[]],
-        &[0.5],
-    );
-    if nan.is_ok() || empty.is_ok() {
-        return fail(format!("expected errors, got {nan:?} and {empty:?}"));
+    for (what, row) in [("NaN", nan), ("all -inf", empty)] {
+        let row = gpu.upload(&row)?;
+        if let Ok(ids) = sample::sample(&gpu, &row, stride, v, &filters, &[&[]], &[0.5]) {
+            return fail(format!("{what}: expected an error, got {ids:?}"));
+        }
     }
     Ok(())
 }

@@ -409,12 +409,7 @@ impl<T: GpuFloat + Element> CudaGpt2<T> {
                 histories.len()
             )));
         }
-        let filters = sample::Filters {
-            temperature: p.temperature,
-            top_k: p.top_k,
-            top_p: p.top_p,
-            repetition_penalty: p.repetition_penalty,
-        };
+        let filters = sample::Filters::from(&p);
         let uniforms: Vec<f64> = samplers.iter_mut().map(Sampler::next_uniform).collect();
         let v = vocab.min(self.config.vocab_size);
         let gpu = &*self.gpu;

@@ -43,16 +43,20 @@ struct __nv_bfloat16 {
 struct __nv_bfloat162 {
     __nv_bfloat16 x, y;
 };
-inline float __bfloat162float(__nv_bfloat16 b) {
-    uint32_t u = uint32_t(b.bits) << 16;
+inline unsigned __float_as_uint(float f) {
+    unsigned u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+inline float __uint_as_float(unsigned u) {
     float f;
     std::memcpy(&f, &u, 4);
     return f;
 }
+inline float __bfloat162float(__nv_bfloat16 b) { return __uint_as_float(uint32_t(b.bits) << 16); }
 // Round to nearest even (NaN stays a NaN), as the device and half::bf16::from_f32.
 inline __nv_bfloat16 __float2bfloat16_rn(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
+    uint32_t u = __float_as_uint(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return {uint16_t((u >> 16) | 0x40)};
     u += 0x7fffu + ((u >> 16) & 1);
     return {uint16_t(u >> 16)};
@@ -110,15 +114,5 @@ inline T __shfl_up_sync(unsigned, T v, unsigned delta) {
     return emu_shfl(v, lane >= delta ? lane - delta : lane);
 }
 
-inline unsigned __float_as_uint(float f) {
-    unsigned u;
-    std::memcpy(&u, &f, 4);
-    return u;
-}
-inline float __uint_as_float(unsigned u) {
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
 // The emulated threads are real threads: a real atomic.
 inline unsigned atomicOr(unsigned* p, unsigned v) { return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST); }

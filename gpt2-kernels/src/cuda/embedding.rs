@@ -58,7 +58,7 @@ pub fn forward<T: GpuFloat>(
         return Ok(());
     }
     let (tokens, positions) = (gpu.upload(tokens)?, gpu.upload(positions)?);
-    launch_forward(gpu, out, &tokens, &positions, wte, wpe, c)
+    forward_at(gpu, out, &tokens, &positions, wte, wpe, c)
 }
 
 /// [`forward`] with the ids already on the device (a decoding step replayed from a CUDA
@@ -86,24 +86,9 @@ pub fn forward_at<T: GpuFloat>(
             ),
         });
     }
-    dim(op, "N", tokens.len())?;
     if out.is_empty() {
         return Ok(());
     }
-    launch_forward(gpu, out, tokens, positions, wte, wpe, c)
-}
-
-/// The forward kernel on checked operands (ids on the device).
-fn launch_forward<T: GpuFloat>(
-    gpu: &Gpu,
-    out: &mut GpuBuf<T>,
-    tokens: &GpuBuf<u32>,
-    positions: &GpuBuf<u32>,
-    wte: &GpuBuf<T>,
-    wpe: &GpuBuf<T>,
-    c: usize,
-) -> Result<()> {
-    let op = "cuda::embedding::forward";
     let args = [
         out.arg(),
         tokens.arg(),

@@ -101,11 +101,17 @@ pub fn sample<T: GpuFloat>(
     if rows == 0 {
         return Ok(Vec::new());
     }
-    // Row r's seen ids are seen[start[r]..start[r + 1]].
-    let seen: Vec<u32> = histories.concat();
+    // Row r's seen ids are seen[start[r]..start[r + 1]]; the kernel reads them only for a
+    // penalty, so without one nothing of the histories goes up.
+    let penalised = filters.repetition_penalty != 1.0;
+    let seen: Vec<u32> = if penalised {
+        histories.concat()
+    } else {
+        Vec::new()
+    };
     let start: Vec<u32> = std::iter::once(0)
         .chain(histories.iter().scan(0, |n, h| {
-            *n += h.len();
+            *n += if penalised { h.len() } else { 0 };
             Some(*n)
         }))
         .map(|n| dim(op, "history length", n))
