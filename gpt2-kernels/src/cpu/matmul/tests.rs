@@ -320,11 +320,11 @@ fn backward_matches_finite_differences() {
     }
 }
 
-/// A read in place from a column slice of a wider matrix (row stride > k): the BLIS
-/// path without packing A, including the zero-padded last panel of rows, and a bf16 B
-/// stored transposed, against the reference.
+/// A as a column slice of a wider matrix (row stride > k): packing reads only its
+/// columns and zero-pads the last panel of rows; with a bf16 B stored transposed,
+/// against the reference.
 #[test]
-fn gemm_in_place_a_with_row_stride_matches_reference() {
+fn gemm_a_with_row_stride_matches_reference() {
     let mut rng = Rng(9);
     for (m, n, k) in [(5, 9, 3), (7, 40, 300), (149, 33, 20), (2311, 17, 9)] {
         // A is columns 2..2 + k of an (m, k + 7) matrix.

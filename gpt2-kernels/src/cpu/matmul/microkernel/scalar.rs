@@ -2,23 +2,15 @@
 
 use super::{MR, NR, Tile};
 
-/// `C [+]= a · b` over `kc` steps, A's element `(i, p)` at `a[i·rs + p·cs]`.
+/// `C [+]= a · b` over `kc` steps, `a` a packed micro-panel (element `(i, p)` at
+/// `a[p·MR + i]`).
 ///
 /// # Safety
 /// As [`super::kernel`]: the `MR × NR` tile at `c` (row stride `ldc`) is valid and ours.
-pub(super) unsafe fn kernel(
-    kc: usize,
-    a: &[f32],
-    (rs, cs): (usize, usize),
-    b: &[f32],
-    c: *mut f32,
-    ldc: usize,
-    add: bool,
-) {
+pub(super) unsafe fn kernel(kc: usize, a: &[f32], b: &[f32], c: *mut f32, ldc: usize, add: bool) {
     let mut ab: Tile = [0.0; MR * NR];
-    for (p, bp) in b.chunks_exact(NR).take(kc).enumerate() {
-        for (i, row) in ab.chunks_exact_mut(NR).enumerate() {
-            let ai = a[i * rs + p * cs];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
+        for (row, &ai) in ab.chunks_exact_mut(NR).zip(ap) {
             for (c, &bj) in row.iter_mut().zip(bp) {
                 *c += ai * bj;
             }
