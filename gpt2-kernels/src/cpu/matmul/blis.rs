@@ -128,7 +128,8 @@ pub(super) fn gemm<T: Element>(
 }
 
 /// One task: C rows `i0..i1` × columns `j0..j1` from the packed micro-panels `a` (of
-/// those rows) and `b` (of those columns).
+/// those rows; row `i`'s panel starts at `a[(i - i0)·kc]`, `i - i0` a multiple of MR)
+/// and `b` (of those columns).
 #[allow(clippy::too_many_arguments)]
 fn task(
     isa: Isa,
@@ -157,7 +158,7 @@ fn task(
                     microkernel::kernel(
                         isa,
                         kc,
-                        &a[ic * kc..],
+                        &a[(ib - i0) * kc..],
                         full,
                         b_panel,
                         c,

@@ -38,8 +38,8 @@ pub(super) type Tile = [f32; MR * NR];
 /// writes, and nothing else may access them during the call.
 ///
 /// # Panics
-/// If `a` or `b` is too short for `count` tiles of `kc` steps (an internal bug, never a user error: the
-/// driver sizes the panels).
+/// If `a` or `b` is too short for `count` tiles of `kc` steps (an internal bug, never a
+/// user error: the driver sizes the panels).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn kernel(
