@@ -122,45 +122,99 @@ struct Child {
 }
 
 impl Child {
-    /// Benchmarks `f` (one call = one product) under `id`, recording its samples.
+    /// Benchmarks `f` (one call = one product) on the child's pool under `id`, recording
+    /// its samples.
     fn bench(
         &mut self,
         c: &mut Criterion,
-        (m, k, n): (usize, usize, usize),
+        shape: (usize, usize, usize),
         lib: &str,
         mut f: impl FnMut() + Send,
     ) {
-        let samples: Samples = Rc::default();
-        let flops = 2.0 * (m * n * k) as f64;
-        let mut group = c.benchmark_group(format!("matmul/{}t", self.threads));
-        group.sampling_mode(SamplingMode::Flat).sample_size(10);
-        let long = flops > 2e10;
-        let (warm, measure) = match (self.quick, long) {
-            (true, _) => (0.3, 1.0),
-            (false, false) => (1.0, 3.0),
-            (false, true) => (0.5, 5.0),
-        };
-        group
-            .warm_up_time(Duration::from_secs_f64(warm))
-            .measurement_time(Duration::from_secs_f64(measure));
-        let rec = samples.clone();
         let pool = &self.pool;
-        group.bench_function(BenchmarkId::new(format!("m{m}_k{k}_n{n}"), lib), |b| {
-            b.iter_custom(|iters| {
-                let t = pool.install(|| {
-                    let t = Instant::now();
-                    for _ in 0..iters {
-                        f();
-                    }
-                    t.elapsed()
-                });
-                rec.borrow_mut().push(t.as_secs_f64() / iters as f64);
-                t
+        let samples = measure(c, self.threads, self.quick, shape, lib, 1, |iters| {
+            pool.install(|| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    f();
+                }
+                t.elapsed()
             })
         });
-        group.finish();
-        self.recorded.push((m, k, n, lib.to_string(), samples));
+        self.recorded
+            .push((shape.0, shape.1, shape.2, lib.to_string(), samples));
     }
+
+    /// `ours_copies`: as many independent single-threaded products as the child has
+    /// threads, at once, each on its own operands: what these cores deliver when the
+    /// threads share nothing and never wait for each other, i.e. the ceiling for the
+    /// scaling of `ours`. Recorded per product, so its GFLOP/s is the total.
+    fn bench_copies(&mut self, c: &mut Criterion, (m, k, n): (usize, usize, usize)) {
+        let t = self.threads;
+        let pools: Vec<_> = (0..t)
+            .map(|_| rayon::ThreadPoolBuilder::new().num_threads(1).build())
+            .collect::<Result<_, _>>()
+            .expect("pool");
+        let mut copies: Vec<_> = (0..t)
+            .map(|_| (values(m * k, 1), values(k * n, 2), vec![0f32; m * n]))
+            .collect();
+        let isa = self.isa;
+        let samples = measure(c, t, self.quick, (m, k, n), "ours_copies", t, |iters| {
+            let start = Instant::now();
+            std::thread::scope(|s| {
+                for (pool, (a, b, out)) in pools.iter().zip(&mut copies) {
+                    s.spawn(move || {
+                        pool.install(|| {
+                            for _ in 0..iters {
+                                let b = Weight::f32(b, WeightLayout::InOut);
+                                matmul::forward(isa, out, a, b, None, k, n).unwrap();
+                            }
+                        })
+                    });
+                }
+            });
+            start.elapsed()
+        });
+        self.recorded.push((m, k, n, "ours_copies".into(), samples));
+    }
+}
+
+/// Runs one criterion bench of `(m, k, n)` products: `run(iters)` performs `iters`
+/// iterations of `per_iter` products each and returns the time taken. Returns the
+/// samples as seconds per product.
+fn measure(
+    c: &mut Criterion,
+    threads: usize,
+    quick: bool,
+    (m, k, n): (usize, usize, usize),
+    lib: &str,
+    per_iter: usize,
+    mut run: impl FnMut(u64) -> Duration,
+) -> Samples {
+    let samples: Samples = Rc::default();
+    let flops = 2.0 * (m * n * k) as f64;
+    let mut group = c.benchmark_group(format!("matmul/{threads}t"));
+    group.sampling_mode(SamplingMode::Flat).sample_size(10);
+    let long = flops > 2e10;
+    let (warm, measure) = match (quick, long) {
+        (true, _) => (0.3, 1.0),
+        (false, false) => (1.0, 3.0),
+        (false, true) => (0.5, 5.0),
+    };
+    group
+        .warm_up_time(Duration::from_secs_f64(warm))
+        .measurement_time(Duration::from_secs_f64(measure));
+    let rec = samples.clone();
+    group.bench_function(BenchmarkId::new(format!("m{m}_k{k}_n{n}"), lib), |b| {
+        b.iter_custom(|iters| {
+            let t = run(iters);
+            rec.borrow_mut()
+                .push(t.as_secs_f64() / (iters as usize * per_iter) as f64);
+            t
+        })
+    });
+    group.finish();
+    samples
 }
 
 /// Deterministic pseudo-random values in [−1, 1).
@@ -280,6 +334,9 @@ fn gemm_benches(ch: &mut Child, c: &mut Criterion, (m, k, n): (usize, usize, usi
     ch.bench(c, (m, k, n), "matrixmultiply", || {
         peer_matrixmultiply((m, k, n), &a, &b, &mut out)
     });
+    if threads > 1 && m >= 256 {
+        ch.bench_copies(c, (m, k, n));
+    }
 }
 
 fn peer_gemm(
@@ -563,7 +620,9 @@ fn markdown(rows: &[Row], machine: &BTreeMap<usize, (f64, f64)>) -> String {
         }
         let extras: Vec<&Row> = rows
             .iter()
-            .filter(|r| r.threads == t && r.m > 1 && r.lib.starts_with("ours_"))
+            .filter(|r| {
+                r.threads == t && r.m > 1 && r.lib.starts_with("ours_") && r.lib != "ours_copies"
+            })
             .collect();
         if !extras.is_empty() {
             writeln!(md, "\nOther variants, {t} thread(s):\n").unwrap();
@@ -581,6 +640,12 @@ fn markdown(rows: &[Row], machine: &BTreeMap<usize, (f64, f64)>) -> String {
                 .unwrap();
             }
         }
+    }
+    for &t in machine
+        .keys()
+        .filter(|&&t| t > 1 && machine.contains_key(&1))
+    {
+        scaling(&mut md, rows, machine, &shapes, t);
     }
     for &t in machine.keys() {
         writeln!(
@@ -620,6 +685,80 @@ fn markdown(rows: &[Row], machine: &BTreeMap<usize, (f64, f64)>) -> String {
         }
     }
     md
+}
+
+/// The speed-up of `t` threads over one, per GEMM shape and library (medians), beside
+/// two ceilings measured in the same run: the FMA loop's own speed-up, and that of `t`
+/// independent single-threaded copies of ours (`ours_copies`), which on a shared
+/// machine shows how much of the other cores this run actually got. "ours ÷ copies" is
+/// then what cooperating costs us: packing shared by the threads, waiting at the
+/// fork-join points.
+fn scaling(
+    md: &mut String,
+    rows: &[Row],
+    machine: &BTreeMap<usize, (f64, f64)>,
+    shapes: &[(usize, usize, usize)],
+    t: usize,
+) {
+    let fma = machine[&t].0 / machine[&1].0;
+    writeln!(
+        md,
+        "\n**Scaling, {t} threads ÷ 1** — speed-up of the medians; the FMA loop scaled \
+         {fma:.2}× in this run; copies = {t} independent 1-thread products at once\n"
+    )
+    .unwrap();
+    writeln!(
+        md,
+        "| M | K | N | ours | gemm | matrixmultiply | copies of ours | ours ÷ copies |"
+    )
+    .unwrap();
+    writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|").unwrap();
+    let gflops = |t, s, lib| find(rows, t, s, lib).map(Row::gflops);
+    let ratio = |x: Option<f64>, y: Option<f64>| x.zip(y).map(|(x, y)| x / y);
+    // Each library against itself on 1 thread; the copies against ours on 1 thread.
+    let speedup = |s, lib, base| ratio(gflops(t, s, lib), gflops(1, s, base));
+    let (mut ours_large, mut eff_large) = (Vec::new(), Vec::new());
+    for &s in shapes {
+        let cell = |x: Option<f64>| x.map_or("–".into(), |x| format!("{x:.2}×"));
+        let eff = ratio(gflops(t, s, "ours"), gflops(t, s, "ours_copies"));
+        writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.0,
+            s.1,
+            s.2,
+            cell(speedup(s, "ours", "ours")),
+            cell(speedup(s, "gemm", "gemm")),
+            cell(speedup(s, "matrixmultiply", "matrixmultiply")),
+            cell(speedup(s, "ours_copies", "ours")),
+            eff.map_or("–".into(), |e| format!("{:.0}%", 100.0 * e)),
+        )
+        .unwrap();
+        if s.0 >= 256 {
+            ours_large.extend(speedup(s, "ours", "ours"));
+            eff_large.extend(eff);
+        }
+    }
+    let summary = |v: &mut Vec<f64>, f: fn(f64) -> String| {
+        v.sort_by(f64::total_cmp);
+        (f(v[v.len() / 2]), f(v[0]), f(v[v.len() - 1]))
+    };
+    if !ours_large.is_empty() {
+        let (med, lo, hi) = summary(&mut ours_large, |x| format!("{x:.2}"));
+        writeln!(
+            md,
+            "\nOurs at M ≥ 256: speed-up median {med}×, range {lo}–{hi}×."
+        )
+        .unwrap();
+    }
+    if !eff_large.is_empty() {
+        let (med, lo, hi) = summary(&mut eff_large, |x| format!("{:.0}", 100.0 * x));
+        writeln!(
+            md,
+            "Ours ÷ copies at M ≥ 256: median {med} %, range {lo}–{hi} %."
+        )
+        .unwrap();
+    }
 }
 
 /// Grouped bars: for each thread count a panel, for each GEMM shape three bars (ours,
