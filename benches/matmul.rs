@@ -4,7 +4,7 @@
 //! measured by this binary too.
 //!
 //! ```text
-//! cargo bench --bench matmul                          # full run (~40 min on 2 cores)
+//! cargo bench --bench matmul                          # full run (~25 min on 2 cores)
 //! GPT2_BENCH_QUICK=1 cargo bench --bench matmul       # subset, a few minutes
 //! cargo bench --bench matmul -- m1024_                # criterion filter on the id
 //! GPT2_BENCH_THREADS=1 cargo bench --bench matmul     # one thread count only
