@@ -128,6 +128,9 @@ type Samples = Rc<RefCell<Vec<f64>>>;
 struct Child {
     threads: usize,
     quick: bool,
+    /// Also time `ours_copies` at M ≥ 256: only for the scaling table, which needs more
+    /// than one thread here and a 1-thread run beside it.
+    copies: bool,
     pool: rayon::ThreadPool,
     isa: Isa,
     recorded: Vec<(usize, usize, usize, String, Samples)>,
@@ -176,9 +179,9 @@ impl Child {
             std::thread::scope(|s| {
                 for (pool, (a, b, out)) in pools.iter().zip(&mut copies) {
                     s.spawn(move || {
+                        let b = Weight::f32(b, WeightLayout::InOut);
                         pool.install(|| {
                             for _ in 0..iters {
-                                let b = Weight::f32(b, WeightLayout::InOut);
                                 matmul::forward(isa, out, a, b, None, k, n).unwrap();
                             }
                         })
@@ -262,6 +265,7 @@ fn child(threads: usize) {
     let mut ch = Child {
         threads,
         quick,
+        copies: threads > 1 && thread_counts().contains(&1),
         pool,
         isa: Isa::best(),
         recorded: Vec::new(),
@@ -352,8 +356,7 @@ fn gemm_benches(ch: &mut Child, c: &mut Criterion, (m, k, n): (usize, usize, usi
     ch.bench(c, (m, k, n), "matrixmultiply", || {
         peer_matrixmultiply((m, k, n), &a, &b, &mut out)
     });
-    // The copies only serve the scaling table, which needs a 1-thread run.
-    if threads > 1 && m >= 256 && thread_counts().contains(&1) {
+    if ch.copies && m >= 256 {
         ch.bench_copies(c, (m, k, n));
     }
 }
