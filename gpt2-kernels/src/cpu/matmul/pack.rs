@@ -224,18 +224,22 @@ mod avx2 {
                     unsafe { load8(line.as_ptr()) }
                 });
                 for (q, v) in transpose8(rows).into_iter().enumerate() {
-                    let out = &mut dst[(p + q) * W + h..][..lanes];
-                    if lanes == 8 {
+                    let at = (p + q) * W + h;
+                    // A narrow panel (A's W = 6) has its 8 steps' pieces back to back:
+                    // a full 8-lane store may run into the next step's piece, which the
+                    // next store rewrites, as long as it stays inside these 8 steps.
+                    // Only the last piece is cut to size (through a local vector: a
+                    // masked store, `vmaskmovps`, is microcoded on AMD cores and took
+                    // half the time of packing A).
+                    if lanes == 8 || (W < 8 && at + 8 <= (p + 8) * W) {
+                        let out = &mut dst[at..][..8];
                         // SAFETY: `out` has 8 elements.
                         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), v) };
                     } else {
-                        // A partial step (A's 6 lanes): through a local vector rather
-                        // than `vmaskmovps`, which is microcoded on AMD cores: that
-                        // store alone took half the time of packing A.
-                        let mut lane = [0.0f32; 8];
-                        // SAFETY: `lane` has 8 elements.
-                        unsafe { _mm256_storeu_ps(lane.as_mut_ptr(), v) };
-                        out.copy_from_slice(&lane[..lanes]);
+                        let mut piece = [0.0f32; 8];
+                        // SAFETY: `piece` has 8 elements.
+                        unsafe { _mm256_storeu_ps(piece.as_mut_ptr(), v) };
+                        dst[at..][..lanes].copy_from_slice(&piece[..lanes]);
                     }
                 }
             }
