@@ -195,7 +195,7 @@ mod avx2 {
     /// The first `steps` (a multiple of 8) steps of a full panel whose lines are
     /// contiguous along k, as 8 × 8 register transposes: up to 8 lines × 8 steps in,
     /// 8 steps × up to 8 lines out (a block of fewer lines, as A's 6, is padded with
-    /// zero lines and stored through a local vector).
+    /// zero lines, and its 8 steps are stored as overlapping full vectors, see below).
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn transpose<T: Element, const W: usize>(
         dst: &mut [f32],
