@@ -246,6 +246,12 @@ fn measure(
     samples
 }
 
+/// (median, min, max) of non-empty `v`, which it sorts.
+fn spread(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (median(v), v[0], v[v.len() - 1])
+}
+
 /// The median of sorted, non-empty `s`.
 fn median(s: &[f64]) -> f64 {
     let h = s.len() / 2;
@@ -676,14 +682,11 @@ fn markdown(rows: &[Row], machine: &BTreeMap<usize, (f64, f64)>, beside: &Beside
             .unwrap();
         }
         if !large.is_empty() {
-            large.sort_by(f64::total_cmp);
+            let (med, lo, hi) = spread(&mut large);
             writeln!(
                 md,
-                "\nOurs at M ≥ 1024, % of the FMA loop beside: median {:.0} %, range {:.0}–{:.0} %, \
-                 ≥ 85 % at {} of {}.",
-                median(&large),
-                large[0],
-                large[large.len() - 1],
+                "\nOurs at M ≥ 1024, % of the FMA loop beside: median {med:.0} %, range \
+                 {lo:.0}–{hi:.0} %, ≥ 85 % at {} of {}.",
                 large.iter().filter(|&&p| p >= 85.0).count(),
                 large.len()
             )
@@ -812,23 +815,22 @@ fn scaling(
             eff_large.extend(eff);
         }
     }
-    let summary = |v: &mut Vec<f64>, f: fn(f64) -> String| {
-        v.sort_by(f64::total_cmp);
-        (f(median(v)), f(v[0]), f(v[v.len() - 1]))
-    };
     if !ours_large.is_empty() {
-        let (med, lo, hi) = summary(&mut ours_large, |x| format!("{x:.2}"));
+        let (med, lo, hi) = spread(&mut ours_large);
         writeln!(
             md,
-            "\nOurs at M ≥ 256: speed-up median {med}×, range {lo}–{hi}×."
+            "\nOurs at M ≥ 256: speed-up median {med:.2}×, range {lo:.2}–{hi:.2}×."
         )
         .unwrap();
     }
     if !eff_large.is_empty() {
-        let (med, lo, hi) = summary(&mut eff_large, |x| format!("{:.0}", 100.0 * x));
+        let (med, lo, hi) = spread(&mut eff_large);
         writeln!(
             md,
-            "Ours ÷ copies at M ≥ 256: median {med} %, range {lo}–{hi} %."
+            "Ours ÷ copies at M ≥ 256: median {:.0} %, range {:.0}–{:.0} %.",
+            100.0 * med,
+            100.0 * lo,
+            100.0 * hi
         )
         .unwrap();
     }
